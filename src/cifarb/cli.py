@@ -1,0 +1,86 @@
+"""The `cifarb` command line: a thin front end that parses, calls the API and prints.
+
+Each sub-command lives in `cifarb.commands.<module>`, which exposes
+`register(subparsers) -> None` (adding its parser and `set_defaults(func=run)`) and `run(args) -> int`.
+Command modules import only the standard library at import time, so building the parser is cheap and
+the `data` and `metrics` commands never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from cifarb import __version__
+from cifarb.errors import CifarbError
+
+# (command module, one-line summary); order is the order shown in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "data",
+    "metrics",
+    "eval",
+    "train",
+    "flow",
+    "study",
+    "report",
+    "compare",
+    "cite",
+)
+
+EPILOG = """\
+Exit status: 0 success, 1 user error (bad file, missing data, ...), 2 usage error.
+Data root: --root, else $CIFARB_DATA, else a per-user cache folder. Offline: --offline or CIFARB_OFFLINE=1.
+Run `cifarb COMMAND --help` for the flags of one command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cifarb",
+        description="Measure and reduce subgroup discrepancy (MacroStd) of CIFAR classifiers on "
+        "CIFAR10-B / CIFAR100-B, CIFAR-10-C / CIFAR-100-C and CIFAR-10.1.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cifarb {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"cifarb.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"cifarb.commands.{name}":
+                continue  # a command whose module is not present in this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit status. Used in-process by tests."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse: --help / --version exit 0, usage errors exit 2
+        return int(exc.code or 0)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except CifarbError as exc:
+        print(f"cifarb: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cifarb: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

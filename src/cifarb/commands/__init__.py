@@ -1,0 +1,1 @@
+"""One module per CLI sub-command. Keep top-level imports to the standard library (see cifarb.cli)."""

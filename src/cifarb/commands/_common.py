@@ -1,0 +1,98 @@
+"""Argument helpers shared by several commands (standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def float_triple(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def comma_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def add_root_args(parser: argparse.ArgumentParser, trust_local: bool = True) -> None:
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="data root (default: $CIFARB_DATA, else a per-user cache folder)",
+    )
+    if trust_local:
+        parser.add_argument(
+            "--trust-local",
+            action="store_true",
+            help="accept local files whose checksums do not match the official ones (e.g. a prefix "
+            "slice); results then record data_verified: false",
+        )
+
+
+def add_metric_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap", type=non_negative_int, default=1000, metavar="B",
+        help="stratified bootstrap resamples for 95%% CIs (default 1000; 0 turns CIs off)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--min-cell-size", type=positive_int, default=1, metavar="M",
+        help="drop (class, subgroup) cells with fewer than M images from MacroStd only (default 1)",
+    )
+    parser.add_argument(
+        "--min-cell-size-worst", type=positive_int, default=10, metavar="K",
+        help="cells need at least K images to count for worst-cell accuracy (default 10)",
+    )
+    parser.add_argument(
+        "--subgroup-names", type=comma_list, metavar="A,B,...",
+        help="override the 8 subgroup names (default: the inferred background colours)",
+    )

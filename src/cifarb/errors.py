@@ -1,0 +1,18 @@
+"""Exceptions that the CLI turns into one clear message and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+
+class CifarbError(Exception):
+    """A user error (bad file, bad value, missing data): exit status 1.
+
+    The message should name the file or value at fault and say how to fix it.
+    """
+
+    exit_code = 1
+
+
+class UsageError(CifarbError):
+    """A usage error (conflicting or invalid flags): exit status 2, like argparse."""
+
+    exit_code = 2

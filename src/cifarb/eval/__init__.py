@@ -1,0 +1,1 @@
+"""cifarb.eval"""

@@ -1,0 +1,216 @@
+"""One run directory: the files a training, flow or evaluation run leaves behind.
+
+    RUNDIR/manifest.json        config, seed, versions, input sha256s, git commit, host
+    RUNDIR/metrics.jsonl        one JSON object per line, "event": "epoch" | "eval"
+    RUNDIR/checkpoints/         last.pt (+ best.pt), written atomically
+    RUNDIR/eval/<dataset>.json  result JSON per evaluated dataset
+    RUNDIR/predictions/<dataset>.parquet
+
+Nothing is written until `create()`: callers validate all arguments first, so a failed start leaves
+no directory behind. torch and pandas are imported only by the methods that need them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cifarb import __version__
+from cifarb._atomic import atomic_path, atomic_write_json, os_error_message
+from cifarb.errors import CifarbError, UsageError
+
+
+def default_run_name(arch: str, aug: str, seed: int, now: _dt.datetime | None = None) -> str:
+    """`<timestamp>-<arch>-<aug>-s<seed>`, the default `--out` below ./runs/."""
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{arch}-{aug.replace('+', '_')}-s{seed}"
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance_info() -> dict[str, Any]:
+    """Versions, git commit and host: what every manifest records about how it was produced."""
+    versions: dict[str, str | None] = {"cifarb": __version__, "python": sys.version.split()[0]}
+    for mod in ("numpy", "torch", "torchvision"):
+        m = sys.modules.get(mod)
+        versions[mod] = getattr(m, "__version__", None) if m is not None else None
+    return {
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+    }
+
+
+class RunDir:
+    """Paths and atomic I/O for one run directory."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    # --- paths -------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint_path(self, name: str = "last.pt") -> Path:
+        return self.checkpoints_dir / name
+
+    def eval_path(self, dataset: str) -> Path:
+        return self.path / "eval" / f"{dataset}.json"
+
+    def predictions_path(self, dataset: str) -> Path:
+        return self.path / "predictions" / f"{dataset}.parquet"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def check_can_start(self, resume: bool) -> None:
+        """Validate the --out / --resume rules without writing anything.
+
+        An absent or empty directory is fine; a non-empty one needs --resume (exit 2 otherwise);
+        --resume needs a directory that holds a run; a file in the way is an error.
+        """
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"--out {p} is a file, not a directory; choose a directory path")
+        non_empty = p.is_dir() and any(p.iterdir())
+        if resume:
+            if not self.manifest_path.exists():
+                raise UsageError(
+                    f"--resume: {p} holds no run (no manifest.json); drop --resume to start a new run there"
+                )
+        elif non_empty:
+            raise UsageError(
+                f"--out {p} is not empty; pass --resume to continue the run in it, or choose another directory"
+            )
+
+    def create(self) -> RunDir:
+        try:
+            for sub in (self.path, self.checkpoints_dir):
+                sub.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CifarbError(os_error_message(self.path, exc)) from None
+        return self
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    # --- manifest ----------------------------------------------------------------------------
+    def write_manifest(self, manifest: dict[str, Any]) -> Path:
+        return atomic_write_json(self.manifest_path, manifest)
+
+    def read_manifest(self) -> dict[str, Any]:
+        return _read_json(self.manifest_path)
+
+    # --- metrics.jsonl -----------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line (must contain "event") and fsync it."""
+        if "event" not in record:
+            raise ValueError("metrics records need an 'event' key")
+        line = json.dumps(record, allow_nan=False) + "\n"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise CifarbError(os_error_message(self.metrics_path, exc)) from None
+
+    def read_metrics(self, event: str | None = None) -> list[dict[str, Any]]:
+        """All records (optionally of one event type); a torn last line from a crash is ignored."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event is None or rec.get("event") == event:
+                records.append(rec)
+        return records
+
+    def truncate_epochs(self, last_epoch: int) -> None:
+        """Drop epoch lines after `last_epoch` (resuming from a checkpoint older than the log)."""
+        if not self.metrics_path.exists():
+            return
+        keep = [r for r in self.read_metrics() if not (r.get("event") == "epoch" and r.get("epoch", 0) > last_epoch)]
+        with atomic_path(self.metrics_path) as tmp:
+            tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in keep), encoding="utf-8")
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any], name: str = "last.pt") -> Path:
+        import torch
+
+        target = self.checkpoint_path(name)
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+        return target
+
+    def load_checkpoint(self, name: str = "last.pt", map_location: str = "cpu") -> dict[str, Any]:
+        import torch
+
+        path = self.checkpoint_path(name)
+        if not path.exists():
+            raise CifarbError(f"no checkpoint at {path}; the run never finished an epoch—start it again without --resume")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as exc:  # torch raises several types for a damaged file
+            raise CifarbError(f"checkpoint {path} is unreadable ({exc.__class__.__name__}); delete it and restart") from None
+
+    # --- evaluation outputs ------------------------------------------------------------------
+    def write_eval(self, dataset: str, result: dict[str, Any]) -> Path:
+        return atomic_write_json(self.eval_path(dataset), result)
+
+    def read_eval(self, dataset: str) -> dict[str, Any]:
+        return _read_json(self.eval_path(dataset))
+
+    def eval_datasets(self) -> list[str]:
+        d = self.path / "eval"
+        return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+
+    def write_predictions(self, dataset: str, frame: Any) -> Path:
+        """Write a pandas DataFrame (index, label, prediction, subgroup, ...) as parquet, atomically."""
+        target = self.predictions_path(dataset)
+        with atomic_path(target, suffix=".parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+        return target
+
+    def read_predictions(self, dataset: str) -> Any:
+        import pandas as pd
+
+        return pd.read_parquet(self.predictions_path(dataset))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CifarbError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CifarbError(f"{path} is not valid JSON ({exc}); the run may be corrupt—rerun it") from None

@@ -1,0 +1,45 @@
+"""Shared fixtures: paths to ../shared (skipped with a reason when absent) and small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CIFARB_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+SHARED_CIFAR_B = SHARED / "cifar-b"
+SHARED_MODELS = SHARED / "models"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """Never touch the user's cache or network by accident: point caches at a temp dir."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("CIFARB_CACHE", str(cache))
+    monkeypatch.delenv("CIFARB_DATA", raising=False)
+    monkeypatch.delenv("CIFARB_MODELS", raising=False)
+    monkeypatch.delenv("CIFARB_OFFLINE", raising=False)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "cifar-10-batches-py" / "test_batch").exists():
+        pytest.skip(f"real data slice not found at {SHARED_DATA} (../shared is absent)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def shared_cifar_b() -> Path:
+    if not (SHARED_CIFAR_B / "cifar10_bgd_cl2img_gp_fine.npy").exists():
+        pytest.skip(f"original CIFAR-B files not found at {SHARED_CIFAR_B} (../shared is absent)")
+    return SHARED_CIFAR_B
+
+
+@pytest.fixture
+def shared_models() -> Path:
+    if not (SHARED_MODELS / "resnet20-12fca82f.th").exists():
+        pytest.skip(f"pretrained ResNet20 not found at {SHARED_MODELS} (../shared is absent)")
+    return SHARED_MODELS
