@@ -1,0 +1,83 @@
+"""Atomic writes leave either the old file or the new one, never a half-written file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+
+from cifarb._atomic import atomic_path, atomic_write_json, atomic_write_text, os_error_message
+from cifarb._hashing import file_digest, git_blob_sha1
+from cifarb.errors import CifarbError
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]
+
+
+def test_failure_inside_block_keeps_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "good")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_nan_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "x.json", {"v": float("nan")})
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_directory_target_is_a_clear_error(tmp_path):
+    with pytest.raises(CifarbError, match="is a directory"):
+        atomic_write_text(tmp_path, "x")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores write permissions")
+def test_read_only_folder_is_a_clear_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(CifarbError, match="read-only"):
+            atomic_write_text(ro / "f.txt", "x")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_os_error_messages_name_path_and_fix():
+    assert "no space left" in os_error_message("/x/f", OSError(errno.ENOSPC, "No space"))
+    assert "read-only" in os_error_message("/x/f", OSError(errno.EROFS, "Read-only file system"))
+    assert "/x/f" in os_error_message("/x/f", OSError(errno.EIO, "I/O error"))
+
+
+def test_full_disk_during_write_becomes_clear_error(tmp_path, monkeypatch):
+    target = tmp_path / "f.bin"
+
+    def fail_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail_replace)
+    with pytest.raises(CifarbError, match="no space left"):
+        atomic_write_text(target, "data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_digests_match_known_values(tmp_path):
+    f = tmp_path / "hello"
+    f.write_bytes(b"hello\n")
+    # `printf 'hello\n' | git hash-object --stdin` and sha256sum / md5sum of the same bytes
+    assert git_blob_sha1(f) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert file_digest(f, "sha256") == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    assert file_digest(f, "md5") == "b1946ac92492d2347c6235b4d2611184"
+    assert file_digest(f, "gitblob") == git_blob_sha1(f)
