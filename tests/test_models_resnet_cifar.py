@@ -36,7 +36,9 @@ def test_parameter_counts(depth):
     assert abs(n - published) / published < 0.02
     exact = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}[depth]
     assert n == exact
-    assert sum(p.numel() for p in build_model(f"resnet{depth}", 100).parameters()) == _expected_params(depth, 100)
+    assert sum(p.numel() for p in build_model(f"resnet{depth}", 100).parameters()) == _expected_params(
+        depth, 100
+    )
 
 
 def test_forward_backward_and_names():
@@ -48,7 +50,13 @@ def test_forward_backward_and_names():
     out.logsumexp(1).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     names = set(model.state_dict())
-    assert {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer3.2.bn2.bias", "linear.weight"} <= names
+    assert {
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer3.2.bn2.bias",
+        "linear.weight",
+    } <= names
     # option A: no shortcut parameters anywhere
     assert not any("shortcut" in k for k in names)
 

@@ -1,0 +1,103 @@
+"""Stage base classes for augmentations and the keyed seeding every random operation uses."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+__all__ = [
+    "Augmentation",
+    "SampleAugmentation",
+    "BatchAugmentation",
+    "MixAugmentation",
+    "derive_seed",
+    "keyed_generator",
+    "STAGES",
+]
+
+STAGES = ("sample", "batch", "mix")
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys, e.g. (seed, stage tag, epoch, index).
+
+    Keys are chained through splitmix64 so nearby keys (index 7 vs 8) give unrelated streams; the result
+    is the same on every platform and in every process, which is what makes worker seeding reproducible.
+    """
+    z = 0
+    for k in keys:
+        z = _splitmix64(z ^ (int(k) & _MASK64))
+    return z >> 1
+
+
+def keyed_generator(*keys: int) -> torch.Generator:
+    """A CPU torch.Generator seeded by `derive_seed(*keys)`."""
+    g = torch.Generator()
+    g.manual_seed(derive_seed(*keys))
+    return g
+
+
+class Augmentation:
+    """One pluggable piece of a pipeline; subclass one of the three stage classes below."""
+
+    stage: ClassVar[str] = ""
+    name: str = ""
+    # Order inside the stage (lower runs first), so "cutout+standard" still crops before cutting out.
+    priority: int = 50
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able parameters of this piece, recorded in the run manifest."""
+        return {}
+
+
+class SampleAugmentation(Augmentation):
+    """Per-image op: uint8 CHW tensor in, uint8 CHW out (or (views, C, H, W) when `views > 1`).
+
+    Runs in DataLoader workers. It may draw from torch's global RNG: the pipeline seeds it per
+    (seed, epoch, index) around every call, so results do not depend on worker count or order.
+    """
+
+    stage: ClassVar[str] = "sample"
+    views: int = 1
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def consistency_loss(self, logits_per_view: list[torch.Tensor]) -> torch.Tensor:
+        """Extra loss over the views' logits; only pieces with `views > 1` need it."""
+        raise NotImplementedError
+
+
+class BatchAugmentation(Augmentation):
+    """Batched op on uint8 images (N, C, H, W) or (N, V, C, H, W) plus int64 labels (N,).
+
+    Randomness comes only from `generator` (a CPU generator); outputs stay on the input's device.
+    With views, the same random parameters apply to every view of an image.
+    """
+
+    stage: ClassVar[str] = "batch"
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class MixAugmentation(Augmentation):
+    """Batched op on float normalised images (N, C, H, W) and soft targets (N, num_classes)."""
+
+    stage: ClassVar[str] = "mix"
+
+    def __call__(
+        self, x: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
