@@ -13,18 +13,23 @@ from cifarb.errors import CifarbError
 
 try:  # numpy >= 2 moved the internals; importing numpy.core there emits a DeprecationWarning
     from numpy._core.multiarray import _reconstruct, scalar
+    from numpy._core.numeric import _frombuffer
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
 
 import _codecs
 
 # (module, name) -> object. Everything a CIFAR pickle needs (Python 2 or 3 protocol), nothing that
-# can run arbitrary code: arrays, dtypes, numpy scalars and the bytes re-encoding of protocol < 3.
+# can run arbitrary code: arrays (protocol 2 and 5 forms), dtypes, numpy scalars and the bytes
+# re-encoding of protocol < 3.
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.multiarray", "scalar"): scalar,
     ("numpy._core.multiarray", "scalar"): scalar,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # protocol 5 arrays
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _codecs.encode,

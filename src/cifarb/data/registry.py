@@ -1,0 +1,269 @@
+"""The sources registry: every dataset file cifarb can fetch, with URLs, published checksums, licence, citation.
+
+Checksums are copied from ../shared/checksums.md and nowhere else (a test compares them). Builders take a
+base URL so tests can point a source at a local server; the registered entries use the real URLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cifarb.errors import CifarbError
+
+# The 15 standard corruptions first (in the order of Hendrycks & Dietterich), then the 4 extra ones.
+CIFAR_C_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+    "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate",
+)
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+TORONTO = "https://www.cs.toronto.edu/~kriz"
+ZENODO_C10 = "https://zenodo.org/record/2535967/files"
+ZENODO_C100 = "https://zenodo.org/record/3555552/files"
+CIFAR10_1_RAW = "https://github.com/modestyachts/CIFAR-10.1/raw/master/datasets"
+CIFAR10_1_MIRROR = "https://raw.githubusercontent.com/modestyachts/CIFAR-10.1/master/datasets"
+
+CITE_CIFAR = """@techreport{krizhevsky2009learning,
+  title = {Learning Multiple Layers of Features from Tiny Images},
+  author = {Krizhevsky, Alex},
+  institution = {University of Toronto},
+  year = {2009}
+}"""
+CITE_CIFAR_C = """@inproceedings{hendrycks2019benchmarking,
+  title = {Benchmarking Neural Network Robustness to Common Corruptions and Perturbations},
+  author = {Hendrycks, Dan and Dietterich, Thomas},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2019}
+}"""
+CITE_CIFAR10_1 = """@article{recht2018cifar10.1,
+  title = {Do {CIFAR-10} Classifiers Generalize to {CIFAR-10}?},
+  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
+  journal = {arXiv preprint arXiv:1806.00451},
+  year = {2018}
+}
+@inproceedings{recht2019imagenet,
+  title = {Do {ImageNet} Classifiers Generalize to {ImageNet}?},
+  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year = {2019}
+}"""
+
+LICENSE_CIFAR = ("no licence stated by the authors; the dataset page asks users to cite the technical "
+                 "report (Krizhevsky 2009)")
+LICENSE_ZENODO = "CC BY 4.0 (Zenodo record)"
+LICENSE_CIFAR10_1 = "MIT (github.com/modestyachts/CIFAR-10.1)"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable archive (tar / tar.gz) that holds some of a source's files."""
+
+    filename: str
+    url: str
+    algo: str
+    digest: str
+    size: int | None = None
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file that must end up at `<root>/<relpath>`, with its published checksum.
+
+    `url` is where the file or its archive comes from; `member` is its path inside the archive (None for a
+    file downloaded directly). `extra` holds further published digests as (algo, hex) pairs.
+    """
+
+    relpath: str
+    algo: str
+    digest: str
+    url: str
+    size: int | None = None
+    member: str | None = None
+    mirrors: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors)
+
+    @property
+    def checksum(self) -> str:
+        return f"{self.algo}:{self.digest}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source: the files it puts under the data root and how to get them."""
+
+    name: str
+    files: tuple[SourceFile, ...]
+    archive: Archive | None
+    license: str
+    citation: str
+    title: str = ""
+    homepage: str = ""
+    version: str | None = None
+    folder: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def file(self, relpath_or_name: str) -> SourceFile:
+        for f in self.files:
+            if relpath_or_name in (f.relpath, f.relpath.rsplit("/", 1)[-1]):
+                return f
+        raise KeyError(relpath_or_name)
+
+
+def cifar_source(dataset: str, base_url: str = TORONTO) -> Source:
+    """CIFAR-10 or CIFAR-100, python version: the official tarball and its extracted files."""
+    if dataset == "cifar10":
+        folder, tar, tar_md5, size = "cifar-10-batches-py", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071
+        md5 = {
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+        }
+        sizes = {"batches.meta": 158}  # known exactly: ../shared's copy matches the md5
+        title = "CIFAR-10 (python version)"
+    elif dataset == "cifar100":
+        folder, tar, tar_md5, size = "cifar-100-python", "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", 169001437
+        md5 = {
+            "train": "16019d7e3df5f24257cddd939b257f8d",
+            "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+            "meta": "7973b15100ade9c7d40fb424638fde48",
+        }
+        sizes = {"meta": 1473}
+        title = "CIFAR-100 (python version)"
+    else:
+        raise ValueError(dataset)
+    archive = Archive(tar, f"{base_url}/{tar}", "md5", tar_md5, size)
+    files = tuple(
+        SourceFile(f"{folder}/{name}", "md5", digest, archive.url, sizes.get(name), member=f"{folder}/{name}")
+        for name, digest in md5.items()
+    )
+    return Source(dataset, files, archive, LICENSE_CIFAR, CITE_CIFAR, title=title,
+                  homepage="https://www.cs.toronto.edu/~kriz/cifar.html", folder=folder)
+
+
+_C10_MD5 = {
+    "brightness": "0a81ef75e0b523c3383219c330a85d48", "contrast": "3c8262171c51307f916c30a3308235a8",
+    "defocus_blur": "7d1322666342a0702b1957e92f6254bc", "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
+    "fog": "7b397314b5670f825465fbcd1f6e9ccd", "frost": "31f6ab3bce1d9934abfb0cc13656f141",
+    "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d", "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
+    "glass_blur": "7361fb4019269e02dbf6925f083e8629", "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
+    "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187", "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
+    "pixelate": "0f14f7e2db14288304e1de10df16832f", "saturate": "1cfae0964219c5102abbb883e538cc56",
+    "shot_noise": "3a7239bb118894f013d9bf1984be7f11", "snow": "bb238de8555123da9c282dea23bd6e55",
+    "spatter": "8a5a3903a7f8f65b59501a6093b4311e", "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
+    "zoom_blur": "6ea8e63f1c5cdee1517533840641641b", "labels": "c439b113295ed5254878798ffe28fd54",
+}
+_C100_MD5 = {
+    "brightness": "f22d7195aecd6abb541e27fca230c171", "contrast": "322bb385f1d05154ee197ca16535f71e",
+    "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564", "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
+    "fog": "4efc7ebd5e82b028bdbe13048e3ea564", "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
+    "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e", "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
+    "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1", "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
+    "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11", "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
+    "pixelate": "96c00c60f144539e14cffb02ddbd0640", "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
+    "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a", "snow": "0237be164583af146b7b144e73b43465",
+    "spatter": "12ccf41d62564d36e1f6a6ada5022728", "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
+    "zoom_blur": "0204613400c034a81c4830d5df81cb82", "labels": "bb4026e9ce52996b95f439544568cdb2",
+}
+
+
+def cifar_c_source(dataset: str, base_url: str | None = None) -> Source:
+    """CIFAR-10-C or CIFAR-100-C (Zenodo): one tar with 19 corruption files and labels.npy."""
+    if dataset == "cifar10-c":
+        folder, md5s, tar_md5, size = "CIFAR-10-C", _C10_MD5, "56bf5dcef84df0e2308c6dcbcbbd8499", None
+        base, record = base_url or ZENODO_C10, "2535967"
+    elif dataset == "cifar100-c":
+        folder, md5s, tar_md5, size = "CIFAR-100-C", _C100_MD5, "11f0ed0f1191edbf9fa23466ae6021d3", 2_918_473_216
+        base, record = base_url or ZENODO_C100, "3555552"
+    else:
+        raise ValueError(dataset)
+    tar = f"{folder}.tar"
+    # zenodo.org/record/... redirects to the newer /records/... form; both serve the same bytes
+    mirrors = () if base_url else (f"https://zenodo.org/records/{record}/files/{tar}?download=1",)
+    archive = Archive(tar, f"{base}/{tar}", "md5", tar_md5, size, mirrors)
+    files = tuple(
+        SourceFile(f"{folder}/{name}.npy", "md5", md5s[name], archive.url, member=f"{folder}/{name}.npy")
+        for name in (*CIFAR_C_CORRUPTIONS, "labels")
+    )
+    return Source(dataset, files, archive, LICENSE_ZENODO, CITE_CIFAR_C,
+                  title=f"{folder} (Hendrycks & Dietterich 2019)",
+                  homepage=f"https://zenodo.org/record/{record}", folder=folder,
+                  notes=("each <corruption>.npy: uint8 (50000, 32, 32, 3) = severities 1..5 x 10,000 test images",))
+
+
+_C10_1 = {
+    "v6": {"data": ("24349cc5f3fb59648d75cd8015b5a184b1f5c250", None),
+           "labels": ("e713b09cecf2ecd933970001909fcdec7c907ab0",
+                      "ae40beda001693674edc94d925ee8268cfe68905f8f9aff800c8dcdfcd6c9448")},
+    "v4": {"data": ("1094f59a54cf768f7b1ca5029eb4a94b8c635ebe", None),
+           "labels": ("64acdcc7ba98d0554f9c9fe00c5483d9247e61df",
+                      "1f9544300ded199539b6662364ce7fe6c2e1ea9f87408f06db4b1a6184cffb18")},
+}
+CIFAR10_1_SIZES = {"v6": 2000, "v4": 2021}
+
+
+def cifar10_1_source(version: str = "v6", base_url: str | None = None) -> Source:
+    """CIFAR-10.1 (v6 or v4): two .npy files downloaded directly, verified by their git blob ids."""
+    if version not in _C10_1:
+        raise CifarbError(f"unknown CIFAR-10.1 version {version!r}; choose v6 (default) or v4")
+    base = base_url or CIFAR10_1_RAW
+    files = []
+    for kind, (blob, sha256) in _C10_1[version].items():
+        name = f"cifar10.1_{version}_{kind}.npy"
+        mirrors = () if base_url else (f"{CIFAR10_1_MIRROR}/{name}",)
+        extra = (("sha256", sha256),) if sha256 else ()
+        files.append(SourceFile(f"CIFAR-10.1/{name}", "gitblob", blob, f"{base}/{name}", mirrors=mirrors, extra=extra))
+    return Source("cifar10.1", tuple(files), None, LICENSE_CIFAR10_1, CITE_CIFAR10_1,
+                  title=f"CIFAR-10.1 {version} ({CIFAR10_1_SIZES[version]:,} images)",
+                  homepage="https://github.com/modestyachts/CIFAR-10.1", version=version, folder="CIFAR-10.1",
+                  notes=("git blob id = sha1(b'blob <size>\\0' + content), e.g. `git hash-object FILE`",))
+
+
+SOURCES: dict[str, Source] = {
+    "cifar10": cifar_source("cifar10"),
+    "cifar100": cifar_source("cifar100"),
+    "cifar10-c": cifar_c_source("cifar10-c"),
+    "cifar100-c": cifar_c_source("cifar100-c"),
+    "cifar10.1": cifar10_1_source("v6"),
+    "cifar10.1-v4": cifar10_1_source("v4"),
+}
+DATA_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "cifar10-c", "cifar100-c", "cifar10.1")
+
+
+def get_source(name: str, version: str | None = None) -> Source:
+    """The registered source `name` ('cifar10.1' takes version 'v6' (default) or 'v4')."""
+    key = str(name).strip().lower()
+    if key in ("cifar10.1-v6", "cifar10.1-v4"):
+        key, version = "cifar10.1", version or key.rsplit("-", 1)[1]
+    if version is not None:
+        if key != "cifar10.1":
+            raise CifarbError(f"--version applies to cifar10.1 only, not {name}")
+        if version not in CIFAR10_1_SIZES:
+            raise CifarbError(f"unknown CIFAR-10.1 version {version!r}; choose v6 (default) or v4")
+        key = "cifar10.1" if version == "v6" else "cifar10.1-v4"
+    if key not in SOURCES:
+        raise CifarbError(f"unknown dataset name {name!r}; choose one of: {', '.join(DATA_NAMES)} "
+                          "(cifar10.1 takes --version v6|v4)")
+    return SOURCES[key]
+
+
+def find_registered(relpath: str) -> SourceFile | None:
+    """The registered entry for a file path relative to the data root, if any."""
+    for source in SOURCES.values():
+        for f in source.files:
+            if f.relpath == relpath:
+                return f
+    return None
