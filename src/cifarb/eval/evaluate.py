@@ -1,0 +1,359 @@
+"""Batched inference and evaluation on CIFAR-B, CIFAR-C (joined with the subgroups) and CIFAR-10.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cifarb.errors import CifarbError, UsageError
+
+if TYPE_CHECKING:  # torch and pandas are imported only when work is done
+    import pandas as pd
+    import torch
+
+    from cifarb.data.readers import CorruptionSet, ImageSet
+    from cifarb.models.zoo import LoadedModel
+    from cifarb.runs import RunDir
+
+# evaluation names (DESIGN.md) -> (training dataset, kind)
+EVAL_DATASETS: dict[str, tuple[str, str]] = {
+    "cifar10-b": ("cifar10", "b"),
+    "cifar100-b": ("cifar100", "b"),
+    "cifar10-c": ("cifar10", "c"),
+    "cifar100-c": ("cifar100", "c"),
+    "cifar10.1": ("cifar10", "10.1"),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+# Upload at most this many bytes of uint8 images to an accelerator at once (the rest stays on the host).
+_DEVICE_CHUNK_BYTES = 256 << 20
+
+
+def dataset_info(dataset: str) -> tuple[str, str, int]:
+    """(training dataset, kind 'b'|'c'|'10.1', number of classes) of an evaluation name."""
+    key = dataset.strip().lower()
+    if key not in EVAL_DATASETS:
+        raise UsageError(f"unknown evaluation dataset {dataset!r}; choose one of: {', '.join(EVAL_DATASETS)}")
+    base, kind = EVAL_DATASETS[key]
+    return base, kind, NUM_CLASSES[base]
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """`None`/'auto': CUDA when present, else CPU; otherwise the named device, checked to exist."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CifarbError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CifarbError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CifarbError(f"--device {device}: MPS is not available here; use --device cpu")
+    return dev
+
+
+def _progress_bar(total: int, desc: str, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=not progress or not sys.stderr.isatty())
+
+
+def predict(
+    module: torch.nn.Module,
+    images_nhwc_uint8: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    return_logits: bool = True,
+    progress: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Top-1 predictions (int64) and logits (float32, or None) of `module` on uint8 NHWC images.
+
+    Each batch is converted on the target device: uint8 NHWC viewed as NCHW (which is already the
+    channels_last layout), cast to float and normalised in place, so the host does no float work and
+    nothing is pinned. The module is put in eval mode, moved to `device` and to channels_last.
+    `on_batch(n)` is called after each batch (progress bars spanning several calls).
+    """
+    import torch
+
+    images = np.asarray(images_nhwc_uint8)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise CifarbError(f"images must be uint8 of shape (N, H, W, 3), got {images.dtype} {images.shape}")
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    module.eval()
+    module.to(device=dev, memory_format=torch.channels_last)
+    # (x/255 - mean)/std == (x - 255*mean) * (1/(255*std)): one subtract and one multiply per element
+    shift = torch.tensor([255.0 * float(m) for m in mean], device=dev).view(1, 3, 1, 1)
+    scale = torch.tensor([1.0 / (255.0 * float(s)) for s in std], device=dev).view(1, 3, 1, 1)
+    n = images.shape[0]
+    preds: list[torch.Tensor] = []
+    logits_out: list[torch.Tensor] = []
+    on_host = dev.type == "cpu"
+    chunk = n if on_host else max(batch_size, _DEVICE_CHUNK_BYTES // max(1, images[:1].nbytes) // batch_size * batch_size)
+    bar = _progress_bar(n, "predict", progress)
+    try:
+        with torch.inference_mode():
+            for c0 in range(0, n, chunk):
+                block = images[c0:c0 + chunk]
+                if not on_host:  # one upload per chunk; the batches below are views on the device
+                    block = torch.from_numpy(_plain(block)).to(dev)
+                for b0 in range(0, block.shape[0], batch_size):
+                    if on_host:  # a view, or one small copy of a memory-mapped or strided slice
+                        xb = torch.from_numpy(_plain(block[b0:b0 + batch_size]))
+                    else:
+                        xb = block[b0:b0 + batch_size]
+                    x = xb.permute(0, 3, 1, 2).float()  # keeps NHWC strides: channels_last NCHW
+                    x.sub_(shift).mul_(scale)
+                    out = module(x)
+                    if out.ndim != 2:
+                        raise CifarbError(f"the model returned shape {tuple(out.shape)}; expected "
+                                          "(batch, classes) logits")
+                    preds.append(out.argmax(1))
+                    if return_logits:
+                        logits_out.append(out.float())
+                    k = int(xb.shape[0])
+                    bar.update(k)
+                    if on_batch is not None:
+                        on_batch(k)
+    finally:
+        bar.close()
+    if not preds:
+        return np.zeros(0, dtype=np.int64), (np.zeros((0, 0), dtype=np.float32) if return_logits else None)
+    # accelerator results stay on the device until here: one synchronisation per call, not per batch
+    pred = torch.cat(preds).cpu().numpy().astype(np.int64, copy=False)
+    logits = torch.cat(logits_out).cpu().numpy() if return_logits else None
+    return pred, logits
+
+
+def _plain(arr: np.ndarray) -> np.ndarray:
+    """`arr` itself if torch can wrap it without a copy and without a read-only warning, else a copy."""
+    return arr if arr.flags.c_contiguous and arr.flags.writeable else np.array(arr)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _provenance(model: LoadedModel, files: dict[str, str]) -> dict[str, Any]:
+    return {
+        "model": model.spec,
+        "model_sha256": model.sha256,
+        "data_sha256": {path: digest for path, digest in files.items() if digest},
+        "arch": model.arch,
+        "model_card": model.card.name if model.card is not None else None,
+        "mean": list(model.mean),
+        "std": list(model.std),
+    }
+
+
+def _check_classes(model: LoadedModel, images: np.ndarray, n_classes: int, dataset: str, device: Any) -> None:
+    """Run one image first, so a model with the wrong number of outputs fails before the long pass."""
+    if images.shape[0] == 0:
+        raise CifarbError(f"{dataset}: no images to evaluate")
+    _, logits = predict(model.module, images[:1], model.mean, model.std, batch_size=1, device=device)
+    logits_width = logits.shape[1]
+    if logits_width != n_classes:
+        raise CifarbError(f"model {model.spec} outputs {logits_width} classes but {dataset} has {n_classes}; "
+                          "evaluate it on a dataset with the same classes")
+
+
+def _check_predictions(pred: np.ndarray, n_classes: int, model: LoadedModel) -> None:
+    if pred.size and (pred.min() < 0 or pred.max() >= n_classes):
+        raise CifarbError(f"model {model.spec} predicted class ids outside 0..{n_classes - 1}")
+
+
+def evaluate_imageset(
+    model: LoadedModel,
+    data: ImageSet,
+    dataset: str,
+    *,
+    batch_size: int = 256,
+    device: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    min_cell_size: int = 1,
+    min_cell_size_worst: int = 10,
+    subgroup_names: Sequence[str] | None = None,
+    progress: bool = True,
+    save_logits: bool = False,
+) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """(result JSON, predictions frame, SubgroupMetrics or None) for a loaded CIFAR-B or CIFAR-10.1 set."""
+    import pandas as pd
+
+    from cifarb.metrics import accuracy_only, build_result, compute_metrics
+
+    base, kind, n_classes = dataset_info(dataset)
+    if kind == "c":
+        raise UsageError("use evaluate() for the corruption sets")
+    _check_classes(model, data.images, n_classes, dataset, device)
+    bar = _progress_bar(data.n_images, f"eval {dataset}", progress)
+    try:
+        pred, logits = predict(model.module, data.images, model.mean, model.std, batch_size=batch_size,
+                               device=device, return_logits=save_logits, on_batch=bar.update)
+    finally:
+        bar.close()
+    _check_predictions(pred, n_classes, model)
+    frame: dict[str, Any] = {"index": data.indices.astype(np.int64), "label": data.labels.astype(np.int64),
+                             "prediction": pred}
+    metrics = None
+    if kind == "b":
+        from cifarb.data.cifar_b import load_cifar_b, resolve_subgroup_names
+
+        cb = load_cifar_b(base)
+        subgroups = cb.subgroups_for(data.indices)
+        names = resolve_subgroup_names(subgroup_names)
+        metrics = compute_metrics(data.labels, pred, subgroups, n_classes=n_classes, n_subgroups=len(names),
+                                  class_names=data.class_names, subgroup_names=names, bootstrap=bootstrap,
+                                  seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst)
+        metric_dict = metrics.to_dict()
+        frame["subgroup"] = subgroups.astype(np.int64)
+    else:
+        metric_dict = accuracy_only(data.labels, pred, class_names=data.class_names, n_classes=n_classes,
+                                    bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
+                                    min_cell_size_worst=min_cell_size_worst)
+        frame["subgroup"] = pd.array([None] * data.n_images, dtype="Int64")
+    result = build_result(metric_dict, dataset=dataset, n_images=data.n_images, n_official=data.n_official,
+                          data_verified=data.verified, provenance=_provenance(model, data.files))
+    df = pd.DataFrame(frame)
+    if save_logits:
+        df["logits"] = list(logits)
+    return result, df, metrics
+
+
+def evaluate_corruptions(
+    model: LoadedModel,
+    cset: CorruptionSet,
+    *,
+    batch_size: int = 256,
+    device: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    min_cell_size: int = 1,
+    min_cell_size_worst: int = 10,
+    subgroup_names: Sequence[str] | None = None,
+    progress: bool = True,
+    save_logits: bool = False,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(result JSON, predictions frame) over every corruption x severity pair of a loaded -C set."""
+    import pandas as pd
+
+    from cifarb.data.cifar_b import load_cifar_b, resolve_subgroup_names
+    from cifarb.metrics import build_result
+    from cifarb.metrics.corruptions import corruption_metrics
+
+    n_classes = NUM_CLASSES[cset.dataset]
+    subgroups = load_cifar_b(cset.dataset).subgroups_for(cset.indices)
+    names = resolve_subgroup_names(subgroup_names)
+    pairs = [(c, s) for c in cset.corruptions for s in cset.severities]
+    n = cset.n_images
+    _check_classes(model, cset.images(*pairs[0]), n_classes, cset.name, device)
+    bar = _progress_bar(n * len(pairs), f"eval {cset.name}", progress)
+    predictions: dict[str, dict[int, np.ndarray]] = {c: {} for c in cset.corruptions}
+    frames = []
+    try:
+        for c, s in pairs:
+            bar.set_postfix_str(f"{c} {s}", refresh=False)
+            pred, logits = predict(model.module, cset.images(c, s), model.mean, model.std,
+                                   batch_size=batch_size, device=device, return_logits=save_logits,
+                                   on_batch=bar.update)
+            _check_predictions(pred, n_classes, model)
+            predictions[c][s] = pred
+            part = pd.DataFrame({"index": cset.indices, "label": cset.labels, "prediction": pred,
+                                 "subgroup": subgroups, "corruption": c, "severity": np.int64(s)})
+            if save_logits:
+                part["logits"] = list(logits)
+            frames.append(part)
+    finally:
+        bar.close()
+    metric_dict = corruption_metrics(cset.labels, predictions, subgroups, n_classes=n_classes,
+                                     n_subgroups=len(names), class_names=cset.class_names,
+                                     subgroup_names=names, bootstrap=bootstrap, seed=seed,
+                                     min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
+                                     progress=progress)
+    result = build_result(metric_dict, dataset=cset.name, n_images=n, n_official=cset.n_official,
+                          data_verified=cset.verified, provenance=_provenance(model, cset.files))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["corruption"] = frame["corruption"].astype("category")
+    return result, frame
+
+
+def load_eval_data(dataset: str, *, root: str | Path | None = None, trust_local: bool = False,
+                   corruptions: Sequence[str] | None = None, cifar10_1_version: str = "v6"
+                   ) -> ImageSet | CorruptionSet:
+    """Read (and verify) the images of an evaluation dataset; nothing is predicted yet."""
+    from cifarb.data import readers
+
+    base, kind, _ = dataset_info(dataset)
+    if corruptions is not None and kind != "c":
+        raise UsageError("--corruptions applies to cifar10-c / cifar100-c only")
+    if kind == "b":
+        return readers.load_cifar(base, "test", root=root, trust_local=trust_local)
+    if kind == "c":
+        return readers.load_cifar_c(base, root=root, trust_local=trust_local, corruptions=corruptions)
+    return readers.load_cifar10_1(root=root, version=cifar10_1_version, trust_local=trust_local)
+
+
+def evaluate(
+    model: LoadedModel,
+    dataset: str,
+    *,
+    root: str | Path | None = None,
+    trust_local: bool = False,
+    batch_size: int = 256,
+    device: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    min_cell_size: int = 1,
+    min_cell_size_worst: int = 10,
+    subgroup_names: Sequence[str] | None = None,
+    rundir: RunDir | None = None,
+    progress: bool = True,
+    corruptions: Sequence[str] | None = None,
+    save_logits: bool = False,
+    data: ImageSet | CorruptionSet | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on an evaluation dataset and return the result JSON (DESIGN.md contract).
+
+    With `rundir`, also writes `eval/<name>.json` and `predictions/<name>.parquet` there, where `name`
+    is the result's `dataset` (e.g. `cifar10-c-local` for a generated corruption set), and appends an
+    "eval" line to metrics.jsonl. `data` may be given when the caller has already loaded it.
+    """
+    _, kind, _ = dataset_info(dataset)
+    if data is None:
+        data = load_eval_data(dataset, root=root, trust_local=trust_local, corruptions=corruptions)
+    opts = dict(batch_size=batch_size, device=device, bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
+                min_cell_size_worst=min_cell_size_worst, subgroup_names=subgroup_names, progress=progress,
+                save_logits=save_logits)
+    if kind == "c":
+        result, frame = evaluate_corruptions(model, data, **opts)  # type: ignore[arg-type]
+    else:
+        result, frame, _ = evaluate_imageset(model, data, dataset.strip().lower(), **opts)  # type: ignore[arg-type]
+    if rundir is not None:
+        write_outputs(rundir, result, frame)
+    return result
+
+
+def write_outputs(rundir: RunDir, result: dict[str, Any], frame: pd.DataFrame) -> None:
+    """Write a result and its predictions into a run directory (atomically), plus an "eval" metrics line."""
+    name = result["dataset"]
+    rundir.create()
+    rundir.write_predictions(name, frame)
+    rundir.write_eval(name, result)
+    rundir.append_metrics({"event": "eval", "dataset": name, "n_images": result["n_images"],
+                           **{k: result.get(k) for k in ("accuracy", "macro_std", "macro_std_excess",
+                                                         "worst_cell_accuracy")}})
