@@ -1,0 +1,570 @@
+"""The training loop: validated before writing, seeded, resumable from atomic checkpoints, DDP-aware.
+
+Every random choice is keyed by (seed, epoch, step/index, rank), so a run resumed from the checkpoint of
+epoch k repeats exactly what the uninterrupted run would have done from epoch k+1 on. On CUDA the loop
+uses autocast (bf16) and torch.compile; on CPU neither. The run ends with an evaluation on CIFAR-B.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifarb.augment.base import derive_seed
+from cifarb.errors import CifarbError, UsageError
+from cifarb.runs import RunDir, default_run_name, provenance_info
+from cifarb.train import ddp
+from cifarb.train.config import (
+    NUM_CLASSES,
+    TrainConfig,
+    aug_methods,
+    check_resume_compatible,
+    validate_config,
+)
+from cifarb.train.data import TrainBatches, eval_batches, normalize, to_nchw
+from cifarb.train.hparams import LRSchedule, Recipe, resolve_recipe
+
+CHECKPOINT_FORMAT = "cifarb-train-1"
+# per-channel statistics of the training sets (RGB fractions), and ImageNet's for pretrained backbones
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "elapsed_s")
+_EPOCH_SEED_TAG = 0x5EED_0002
+
+
+class Diverged(CifarbError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, validated and loaded, before anything is written."""
+
+    cfg: TrainConfig
+    recipe: Recipe
+    rundir: RunDir
+    resume: bool
+    saved_manifest: dict[str, Any] | None
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    data_info: dict[str, Any]
+    pipeline: Any
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    arch_options: dict[str, Any]
+    build_options: dict[str, Any]
+    device: torch.device
+    dist: ddp.DistInfo
+    workers: int
+    amp: bool
+    compile: bool
+
+
+@dataclass
+class TrainResult:
+    rundir: Path
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_result: dict[str, Any] | None = None
+
+
+def explicit_fields(cfg: TrainConfig) -> set[str]:
+    """Fields that differ from TrainConfig's defaults (what a Python caller set)."""
+    default = TrainConfig()
+    return {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
+
+
+# --- planning: validate everything, write nothing ----------------------------------------------------
+
+
+def plan(cfg: TrainConfig, given: set[str] | None = None, dist_info: ddp.DistInfo | None = None) -> Plan:
+    """Validate the config, the output directory, the data, the augmentation and the model; write nothing."""
+    given = explicit_fields(cfg) if given is None else set(given)
+    info = dist_info or ddp.launched_world()
+    saved_manifest = None
+    if cfg.resume:
+        if not cfg.out:
+            raise UsageError("--resume needs --out RUNDIR (the run to continue)")
+        rundir = RunDir(cfg.out)
+        rundir.check_can_start(resume=True)
+        saved_manifest = rundir.read_manifest()
+        saved_cfg = saved_manifest.get("config")
+        if not isinstance(saved_cfg, dict) or saved_manifest.get("kind") != "train":
+            raise CifarbError(f"--resume: {rundir.manifest_path} is not a `cifarb train` manifest; choose another --out")
+        cfg = check_resume_compatible(saved_cfg, cfg, given)
+    validate_config(cfg)
+    assert cfg.dataset and cfg.arch and cfg.aug  # checked by validate_config
+    recipe = resolve_recipe(
+        cfg.arch,
+        {
+            **cfg.hparams,
+            **{k: getattr(cfg, k) for k in ("epochs", "batch_size", "lr", "weight_decay") if getattr(cfg, k) is not None},
+        },
+        where="--config [hparams]" if cfg.hparams else "hyperparameters",
+    )
+    cfg = dataclasses.replace(
+        cfg, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    if not cfg.resume:
+        out = cfg.out or str(Path("runs") / default_run_name(cfg.arch, cfg.aug, cfg.seed))
+        cfg = dataclasses.replace(cfg, out=out)
+        rundir = RunDir(out)
+        rundir.check_can_start(resume=False)
+
+    device = ddp.device_for(cfg.device, info)
+    cuda = device.type == "cuda"
+    num_classes = NUM_CLASSES[cfg.dataset]
+    imagenet = cfg.arch.endswith("_imagenet")
+    mean, std = NORMALIZATION["imagenet" if imagenet else cfg.dataset]
+
+    pipeline = _build_pipeline(cfg, recipe, num_classes, mean, std)
+    build_options, arch_options = _model_options(cfg)
+    # building once here catches bad architecture options before the run directory exists
+    _build_model(cfg.arch, num_classes, build_options, seed=cfg.seed)
+
+    train_set, test_set, data_info = _load_data(cfg)
+    train_images = to_nchw(train_set.images)
+    train_labels = torch.as_tensor(train_set.labels, dtype=torch.int64)
+    if cfg.limit_train is not None:
+        train_images, train_labels = train_images[: cfg.limit_train], train_labels[: cfg.limit_train]
+    data_info["train"]["n_used"] = len(train_images)
+    if recipe.batch_size > len(train_images):
+        raise UsageError(
+            f"--batch-size {recipe.batch_size} is larger than the {len(train_images)} training images; "
+            "use a smaller --batch-size"
+        )
+    if recipe.batch_size % info.world:
+        raise UsageError(f"--batch-size {recipe.batch_size} must be divisible by the {info.world} DDP processes")
+    if pipeline.has_sample_stage:
+        workers = cfg.workers if cfg.workers is not None else min(4, max(1, (os.cpu_count() or 2) // info.world - 1))
+    else:
+        workers = 0
+    return Plan(
+        cfg=cfg, recipe=recipe, rundir=rundir, resume=cfg.resume, saved_manifest=saved_manifest,
+        train_images=train_images, train_labels=train_labels,
+        test_images=to_nchw(test_set.images), test_labels=torch.as_tensor(test_set.labels, dtype=torch.int64),
+        data_info=data_info, pipeline=pipeline, num_classes=num_classes, mean=tuple(mean), std=tuple(std),
+        arch_options=arch_options, build_options=build_options, device=device, dist=info, workers=workers,
+        amp=cfg.amp if cfg.amp is not None else cuda, compile=cfg.compile if cfg.compile is not None else cuda,
+    )
+
+
+def _build_pipeline(cfg: TrainConfig, recipe: Recipe, num_classes: int, mean: Any, std: Any) -> Any:
+    from cifarb.augment import build_pipeline
+
+    methods = aug_methods(cfg.aug or "")
+    opts: dict[str, Any] = {"mean": tuple(mean), "std": tuple(std), "label_smoothing": recipe.label_smoothing}
+    if "augmix" in methods:
+        opts["augmix_jsd"] = cfg.augmix_jsd
+    if "flowaug" in methods:
+        opts.update(
+            flowaug_flow=cfg.flow, flowaug_p=cfg.flowaug_p, flowaug_tau=cfg.flowaug_tau,
+            flowaug_mode=cfg.flowaug_mode, flowaug_swap=cfg.flowaug_swap,
+            flowaug_root=cfg.root, flowaug_trust_local=cfg.trust_local,
+        )
+    try:
+        return build_pipeline(cfg.aug, num_classes=num_classes, seed=cfg.seed, **opts)
+    except CifarbError as exc:
+        raise UsageError(f"--aug {cfg.aug}: {exc}") from None
+
+
+def _model_options(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options to build the model for training, options to rebuild it for loading the checkpoint)."""
+    if not (cfg.arch or "").endswith("_imagenet"):
+        if cfg.pretrained:
+            raise UsageError(f"--pretrained applies to the *_imagenet architectures only, not {cfg.arch}")
+        return {}, {}
+    shape = {} if cfg.image_size is None else {"image_size": cfg.image_size}
+    pretrained = True if cfg.pretrained is None else bool(cfg.pretrained)
+    # the checkpoint holds all weights, so rebuilding it never needs the ImageNet download
+    return {**shape, "pretrained": pretrained}, {**shape, "pretrained": False}
+
+
+def _build_model(arch: str, num_classes: int, options: dict[str, Any], seed: int) -> nn.Module:
+    from cifarb.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return build_model(arch, num_classes=num_classes, **options)
+        except TypeError as exc:
+            raise UsageError(f"--arch {arch}: unsupported option ({exc})") from None
+
+
+def _load_data(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    from cifarb.data.readers import load_cifar
+
+    train_set = load_cifar(cfg.dataset, "train", root=cfg.root, trust_local=cfg.trust_local)
+    test_set = load_cifar(cfg.dataset, "test", root=cfg.root, trust_local=cfg.trust_local)
+
+    def describe(s: Any) -> dict[str, Any]:
+        return {
+            "n_images": int(len(s.labels)), "n_official": int(s.n_official), "verified": bool(s.verified),
+            "files": dict(s.files),
+        }
+
+    return train_set, test_set, {"dataset": cfg.dataset, "train": describe(train_set), "test": describe(test_set)}
+
+
+# --- the trainer ----------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Model, optimizer, schedule and data of one run; `train_step` is the unit the benchmarks time."""
+
+    def __init__(self, p: Plan) -> None:
+        self.p = p
+        self.device = p.device
+        self.info = p.dist
+        cfg, r = p.cfg, p.recipe
+        self.model = _build_model(cfg.arch, p.num_classes, p.build_options, seed=cfg.seed).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward_model: nn.Module = self.model
+        if self.info.enabled:
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if p.compile:
+            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
+        self.optimizer = _make_optimizer(self.model, r)
+        self.batches = TrainBatches(
+            p.train_images, p.train_labels, r.batch_size, seed=cfg.seed, pipeline=p.pipeline,
+            workers=p.workers, device=self.device, rank=self.info.rank, world=self.info.world,
+        )
+        self.steps_per_epoch = len(self.batches)
+        self.schedule = LRSchedule(r, r.epochs, self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.amp_dtype = None
+        if p.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.test_images = p.test_images.to(self.device)
+        self.test_labels = p.test_labels.to(self.device)
+        self.mean_t = torch.tensor(p.mean, device=self.device)
+        self.std_t = torch.tensor(p.std, device=self.device)
+        # on CUDA, checking the loss every step would stall the pipeline; a few steps late is harmless
+        self.check_every = 1 if self.device.type == "cpu" else 25
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a uint8 batch; returns (mean loss, number correct) as device tensors."""
+        p = self.p
+        x, targets = p.pipeline.prepare(
+            images, labels, epoch=epoch, step=step, rank=self.info.rank, mean=p.mean, std=p.std,
+            channels_last=p.cfg.channels_last,
+        )
+        with self._autocast():
+            logits = self.forward_model(x)
+        loss = p.pipeline.loss(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        correct = (logits[: len(labels)].argmax(1) == labels).sum()
+        return loss.detach(), correct
+
+    def train_epoch(self, epoch: int, progress: Any = None) -> dict[str, float]:
+        """Train one epoch (0-based); raise Diverged on a non-finite loss."""
+        torch.manual_seed(derive_seed(self.p.cfg.seed, _EPOCH_SEED_TAG, epoch, self.info.rank))
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct_sum = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        for step, (images, labels) in enumerate(self.batches.epoch(epoch)):
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss, correct = self.train_step(images, labels, epoch, step)
+            loss_sum += loss.double() * len(labels)
+            correct_sum += correct
+            seen += len(labels)
+            last = step == self.steps_per_epoch - 1
+            if (step + 1) % self.check_every == 0 or last:
+                bad = not bool(torch.isfinite(loss_sum))
+                if ddp.any_flag(bad, self.device, self.info):
+                    raise Diverged(_diverged_message(self.p, epoch, step, lr, loss_sum))
+            if progress is not None:
+                progress.update(1)
+                if (step + 1) % 10 == 0 or last:
+                    progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", refresh=False)
+        total_loss, total_correct, total_seen = ddp.all_sum(
+            [float(loss_sum), float(correct_sum), float(seen)], self.device, self.info
+        )
+        # every rank must hold rank 0's BatchNorm statistics before the model is evaluated or saved
+        ddp.sync_buffers(self.model, self.info)
+        return {"train_loss": total_loss / total_seen, "train_accuracy": total_correct / total_seen, "lr": lr}
+
+    @torch.no_grad()
+    def test_epoch(self, batch_size: int = 500) -> dict[str, float]:
+        """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed)."""
+        self.model.eval()
+        loss_sum, correct, n = 0.0, 0.0, 0.0
+        for images, labels in eval_batches(self.test_images, self.test_labels, batch_size, self.info.rank, self.info.world):
+            x = normalize(images, self.mean_t, self.std_t, self.p.cfg.channels_last)
+            with self._autocast():
+                logits = self.model(x)
+            loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+            correct += float((logits.argmax(1) == labels).sum())
+            n += len(labels)
+        loss_sum, correct, n = ddp.all_sum([loss_sum, correct, n], self.device, self.info)
+        return {"test_loss": loss_sum / n, "test_accuracy": correct / n}
+
+    def params_finite(self) -> bool:
+        return all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self, epoch: int, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+        p = self.p
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "history": list(history),
+            "elapsed_s": elapsed,
+            "arch": p.cfg.arch,
+            "num_classes": p.num_classes,
+            "arch_options": p.arch_options,
+            "mean": list(p.mean),
+            "std": list(p.std),
+            "seed": p.cfg.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or not isinstance(state.get("model"), dict):
+            raise CifarbError(f"{path} is not a cifarb training checkpoint; it cannot be resumed—start a new run")
+        from cifarb.models.zoo import check_fit
+
+        check_fit(self.model, state["model"], self.p.cfg.arch or "", path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state.get("rng"))
+
+
+def _make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
+    """SGD/AdamW; BatchNorm weights and biases (1-d tensors) get their own LR scale and decay."""
+    decay, other = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (other if param.ndim <= 1 else decay).append(param)
+    other_wd = r.weight_decay if r.decay_norm_and_bias else 0.0
+    groups = [
+        {"params": decay, "lr": r.lr, "weight_decay": r.weight_decay},
+        {"params": other, "lr": r.lr * r.norm_bias_lr_scale, "weight_decay": other_wd},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if r.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=r.lr)
+    return torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _diverged_message(p: Plan, epoch: int, step: int, lr: float, value: torch.Tensor) -> str:
+    kind = "NaN" if bool(torch.isnan(value)) else "infinite"
+    ckpt = p.rundir.checkpoint_path("last.pt")
+    if epoch > 0 or ckpt.exists():
+        kept = f"the last good checkpoint {ckpt} (after epoch {epoch}) is kept"
+    else:
+        kept = "no checkpoint was written (it diverged in the first epoch)"
+    return (
+        f"training diverged: the loss became {kind} in epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
+        f"{kept}. Start a new run with a lower --lr (this run used {p.recipe.lr:g})"
+    )
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def manifest_for(p: Plan, trainer: Trainer) -> dict[str, Any]:
+    cfg = p.cfg
+    inputs = {**p.data_info["train"]["files"], **p.data_info["test"]["files"]}
+    config = {
+        **cfg.to_dict(),
+        "num_classes": p.num_classes,
+        "mean": list(p.mean),
+        "std": list(p.std),
+        "arch_options": p.arch_options,
+    }
+    return {
+        "kind": "train",
+        "config": config,
+        "hparams": p.recipe.to_dict(),
+        "seed": cfg.seed,
+        "normalization": {"mean": list(p.mean), "std": list(p.std)},
+        "augment": p.pipeline.config(),
+        "data": p.data_info,
+        "data_verified": bool(p.data_info["train"]["verified"] and p.data_info["test"]["verified"]),
+        "input_sha256": inputs,
+        "runtime": {
+            "device": str(p.device), "world_size": p.dist.world, "workers": p.workers, "amp": p.amp,
+            "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
+            "compile": p.compile, "steps_per_epoch": trainer.steps_per_epoch,
+            "torch_threads": torch.get_num_threads(),
+        },
+        **provenance_info(),
+        "resumes": [],
+    }
+
+
+def _progress(p: Plan, total: int, desc: str) -> Any:
+    if not (p.cfg.progress and p.dist.is_main and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _log(p: Plan, message: str) -> None:
+    if p.cfg.progress and p.dist.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
+    """Train (or resume) one run and evaluate it; returns the run directory, the model and the epoch log."""
+    info = ddp.init(ddp.device_for(cfg.device, ddp.launched_world()))
+    try:
+        return _run(cfg, given, info)
+    finally:
+        ddp.shutdown(info)
+
+
+def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainResult:
+    p = plan(cfg, given, info)
+    cfg = p.cfg
+    trainer = Trainer(p)
+    rundir = p.rundir
+    history: list[dict[str, Any]] = []
+    start_epoch, elapsed = 0, 0.0
+    # every rank has validated and read the directory before rank 0 changes it
+    ddp.barrier(info)
+    if p.resume:
+        state = rundir.load_checkpoint("last.pt") if rundir.checkpoint_path("last.pt").exists() else None
+        if state is not None:
+            trainer.load_state_dict(state, rundir.checkpoint_path("last.pt"))
+            start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed_s"])
+        if info.is_main:
+            _sync_metrics(rundir, history)
+            manifest = dict(p.saved_manifest or {})
+            manifest.setdefault("resumes", []).append(
+                {"from_epoch": start_epoch, **{k: v for k, v in provenance_info().items() if k != "versions"}}
+            )
+            rundir.write_manifest(manifest)
+        _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
+    elif info.is_main:
+        rundir.create()
+        rundir.write_manifest(manifest_for(p, trainer))
+    ddp.barrier(info)
+
+    epochs = int(cfg.epochs or 0)
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        bar = _progress(p, trainer.steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
+        try:
+            stats = trainer.train_epoch(epoch, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        stats.update(trainer.test_epoch())
+        if not (math.isfinite(stats["test_loss"]) and trainer.params_finite()):
+            raise Diverged(_diverged_message(p, epoch, trainer.steps_per_epoch - 1, stats["lr"], torch.tensor(math.nan)))
+        elapsed += time.perf_counter() - t0
+        record = {"event": "epoch", "epoch": epoch + 1, **{k: stats[k] for k in EPOCH_KEYS[1:-1]}, "elapsed_s": round(elapsed, 3)}
+        history.append(record)
+        if info.is_main:
+            # checkpoint first: a metrics line always has its checkpoint (the history travels inside it)
+            rundir.save_checkpoint(trainer.state_dict(epoch + 1, history, elapsed), "last.pt")
+            rundir.append_metrics(record)
+        _log(
+            p,
+            f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}, "
+            f"test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}, lr {record['lr']:.4g}, "
+            f"{record['elapsed_s']:.1f} s",
+        )
+        ddp.barrier(info)
+
+    result = TrainResult(rundir.path, trainer.model, history)
+    if cfg.eval and info.is_main:
+        result.eval_result = final_eval(p, trainer)
+    ddp.barrier(info)
+    return result
+
+
+def _sync_metrics(rundir: RunDir, history: list[dict[str, Any]]) -> None:
+    """Make metrics.jsonl's epoch lines match the checkpoint's history (a crash may fall between the two)."""
+    last = history[-1]["epoch"] if history else 0
+    rundir.truncate_epochs(last)
+    have = {r.get("epoch") for r in rundir.read_metrics("epoch")}
+    for record in history:
+        if record["epoch"] not in have:
+            rundir.append_metrics(record)
+
+
+def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
+    """Evaluate the final model on CIFAR-B; writes eval/, predictions/ and an "eval" line in metrics.jsonl."""
+    from cifarb.eval import evaluate
+    from cifarb.models.zoo import LoadedModel, sha256_file
+
+    cfg = p.cfg
+    dataset = f"{cfg.dataset}-b"
+    ckpt = p.rundir.checkpoint_path("last.pt")
+    trainer.model.eval()
+    loaded = LoadedModel(
+        module=trainer.model, mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
+        sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=p.num_classes, source=str(ckpt),
+    )
+    result = evaluate(
+        loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
+        device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
+        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
+    )
+    keys = (
+        "n_images", "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "worst_cell_accuracy",
+        "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy",
+    )
+    p.rundir.append_metrics({"event": "eval", "dataset": dataset, **{k: result.get(k) for k in keys}})
+    _log(p, f"{dataset}: accuracy {result['accuracy']:.4f}, MacroStd {result['macro_std']}")
+    return result
