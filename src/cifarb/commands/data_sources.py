@@ -1,0 +1,205 @@
+"""`cifarb data fetch|verify|where NAME`: download, check and locate dataset files (and zoo weights)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from cifarb.commands._common import add_root_args
+
+DATA_NAMES = "cifar10, cifar100, cifar10-c, cifar100-c, cifar10.1"
+ZOO_NAMES = "resnet20, resnet32, resnet44, resnet56, resnet110"
+
+_EPILOG = """\
+Data root: --root, else $CIFARB_DATA, else a per-user cache folder. Layout under the root:
+  cifar-10-batches-py/  cifar-100-python/  CIFAR-10-C/  CIFAR-100-C/  CIFAR-10.1/
+Zoo weights (resnet32..110) live in <cache>/models/ or a folder listed in $CIFARB_MODELS; --root does
+not apply to them. ResNet20 is bundled with cifarb.
+Exit status: 0 success; 1 missing or unverified files, network failure, offline with missing files.
+"""
+
+_HELP = {
+    "fetch": ("download, verify and place a dataset's files",
+              "Download NAME's files with progress, verify every file against its published checksum, place it "
+              "atomically under the data root and record its sha256 in <root>/.cifarb-verified.json. Files "
+              "already verified are kept. With --offline or CIFARB_OFFLINE=1 nothing is downloaded: missing "
+              "files make it exit 1 after printing the `where` text."),
+    "verify": ("check a dataset's files: one 'OK|MISMATCH|MISSING PATH' line each",
+               "Check every file of NAME under the data root against its published checksum (or the "
+               "verified-download record). Prints 'OK PATH', 'MISMATCH PATH' or 'MISSING PATH' per file; exits "
+               "0 only when every file is OK."),
+    "where": ("print where each file goes, its checksum and URL, then the manual steps",
+              "Print one line per file that must end up on disk, 'PATH SIZE_OR_- ALGO:HEX URL' (the URL is where "
+              "the file or its archive comes from), then the manual steps as '#' comment lines. Exits 0. "
+              "Also accepts zoo model names."),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for action, (summary, description) in _HELP.items():
+        p = subparsers.add_parser(action, help=summary, description=description, epilog=_EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("name", metavar="NAME", help=f"dataset ({DATA_NAMES}) or zoo model ({ZOO_NAMES})")
+        add_root_args(p, trust_local=False)
+        p.add_argument("--version", choices=("v6", "v4"), default=None,
+                       help="CIFAR-10.1 version (default v6: 2,000 images; v4: 2,021)")
+        if action == "fetch":
+            p.add_argument("--offline", action="store_true",
+                           help="never touch the network (also CIFARB_OFFLINE=1); fail with the `where` text "
+                                "if files are missing")
+            p.add_argument("--no-progress", dest="progress", action="store_false",
+                           help="no progress bars (they are also off when stderr is not a terminal)")
+            p.add_argument("--keep-archive", action="store_true",
+                           help="keep the downloaded archive in <root>/.cifarb-downloads/ after extraction")
+        p.set_defaults(func=run, data_action=action)
+
+
+def _zoo_card(name: str) -> Any | None:
+    """The zoo card for `name`, or None (the zoo module is torch-free at import)."""
+    if not name.lower().startswith("resnet"):
+        return None
+    try:
+        from cifarb.models import zoo
+    except ModuleNotFoundError:
+        return None
+    return zoo.ZOO.get(name.lower())
+
+
+def run(args: argparse.Namespace) -> int:
+    from cifarb.data.registry import SOURCES, get_source
+    from cifarb.errors import CifarbError
+
+    name = str(args.name).strip().lower()
+    card = None
+    if name not in SOURCES and name not in ("cifar10.1-v6", "cifar10.1-v4"):
+        card = _zoo_card(name)
+        if card is None:
+            raise CifarbError(f"unknown name {args.name!r}; datasets: {DATA_NAMES}; zoo models: {ZOO_NAMES}")
+        if args.version:
+            raise CifarbError("--version applies to cifar10.1 only")
+        return {"fetch": _zoo_fetch, "verify": _zoo_verify, "where": _zoo_where}[args.data_action](card, args)
+    source = get_source(name, args.version)
+    return {"fetch": _fetch, "verify": _verify, "where": _where}[args.data_action](source, args)
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def _where(source: Any, args: argparse.Namespace) -> int:
+    from cifarb.data.download import where_text
+    from cifarb.data.root import resolve_root
+
+    sys.stdout.write(where_text(source, resolve_root(args.root)))
+    return 0
+
+
+def _verify(source: Any, args: argparse.Namespace) -> int:
+    from cifarb.data.root import resolve_root
+    from cifarb.data.verify import verify_source
+
+    checks = verify_source(source, resolve_root(args.root))
+    for c in checks:
+        print(c.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _fetch(source: Any, args: argparse.Namespace) -> int:
+    from cifarb.data.download import OfflineError, fetch
+    from cifarb.data.root import resolve_root
+    from cifarb.data.verify import verify_source
+
+    root = resolve_root(args.root)
+    try:
+        fetch(source, root=root, offline=args.offline, progress=args.progress, keep_archive=args.keep_archive)
+    except OfflineError as exc:
+        sys.stdout.write(exc.where_text)
+        raise
+    checks = verify_source(source, root)
+    for c in checks:
+        print(c.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+# ------------------------------------------------------------------------------------------ zoo weights
+
+
+def _zoo_where_text(card: Any) -> str:
+    from cifarb.models import zoo
+
+    path = zoo.default_weight_path(card.name)
+    lines = [
+        f"{path} - sha256:{card.sha256} {card.url}",
+        f"# {card.name}: manual steps",
+        f"#   1. download {card.url}",
+        f"#   2. put it at {path} (or in a folder listed in $CIFARB_MODELS)",
+        f"#   3. cifarb data verify {card.name}",
+    ]
+    if card.sha256_is_prefix:
+        lines.append(f"# note: only the first {len(card.sha256)} hex digits of its sha256 are published "
+                     f"({card.sha256}); the file is checked by prefix, as torch.hub's check_hash does")
+    if card.bundled:
+        lines.append(f"# note: {card.name} is bundled with cifarb ({zoo.bundled_path(card)}); it works offline "
+                     "without this download")
+    lines.append(f"# licence: {card.license}")
+    return "\n".join(lines) + "\n"
+
+
+def _zoo_where(card: Any, args: argparse.Namespace) -> int:
+    sys.stdout.write(_zoo_where_text(card))
+    return 0
+
+
+def _zoo_status(card: Any) -> tuple[str, Any]:
+    from cifarb.models import zoo
+
+    paths = [zoo.bundled_path(card)] if card.bundled else zoo.weight_candidates(card.name)
+    for path in paths:
+        if path.is_file():
+            return ("OK" if card.matches(zoo.sha256_file(path)) else "MISMATCH"), path
+    return "MISSING", zoo.default_weight_path(card.name)
+
+
+def _zoo_verify(card: Any, args: argparse.Namespace) -> int:
+    status, path = _zoo_status(card)
+    print(f"{status} {path}")
+    return 0 if status == "OK" else 1
+
+
+def _zoo_fetch(card: Any, args: argparse.Namespace) -> int:
+    from cifarb._atomic import os_error_message
+    from cifarb.data.download import download_verified
+    from cifarb.data.root import is_offline
+    from cifarb.errors import CifarbError
+    from cifarb.models import zoo
+
+    status, path = _zoo_status(card)
+    if status == "OK":
+        print(f"OK {path}")
+        return 0
+    if is_offline(args.offline):
+        sys.stdout.write(_zoo_where_text(card))
+        raise CifarbError(f"{card.name} weights are {status.lower()} at {path} and offline mode is on "
+                          "(--offline or CIFARB_OFFLINE=1); put the file in place as listed above")
+    target = zoo.default_weight_path(card.name)
+    staging = target.parent / ".cifarb-downloads"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CifarbError(os_error_message(staging, exc)) from None
+
+    def check(p: Any) -> str | None:
+        got = zoo.sha256_file(p)
+        return None if card.matches(got) else f"sha256 is {got}, expected {card.sha256}; the download was discarded"
+
+    tmp = download_verified([card.url], staging / card.filename, algo=None if card.sha256_is_prefix else "sha256",
+                            digest=None if card.sha256_is_prefix else card.sha256, check=check,
+                            progress=args.progress, what=card.filename)
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CifarbError(os_error_message(target, exc)) from None
+    print(f"OK {target}")
+    return 0
