@@ -199,12 +199,14 @@ def validate_result(result: Mapping[str, Any]) -> None:
     except (TypeError, ValueError) as exc:
         raise ResultValidationError(f"result is not strict JSON ({exc}); undefined values must be null") from None
     validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(result), key=lambda e: list(map(str, e.absolute_path)))
+    errors = list(validator.iter_errors(result))
     if errors:
-        first = errors[0]
+        # best_match looks inside oneOf/anyOf for the most specific failure
+        first = jsonschema.exceptions.best_match(errors)
         where = "/".join(map(str, first.absolute_path)) or "(top level)"
+        message = first.message if len(first.message) <= 200 else first.message[:200] + "..."
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ResultValidationError(f"result does not follow the contract at {where}: {first.message}{more}")
+        raise ResultValidationError(f"result does not follow the contract at {where}: {message}{more}")
     for where, interval in _intervals(result):
         if interval is not None and not (math.isfinite(interval[0]) and interval[0] <= interval[1]):
             raise ResultValidationError(f"result interval {where} = {interval} does not satisfy lo <= hi")
