@@ -105,7 +105,7 @@ def predict(
     preds: list[torch.Tensor] = []
     logits_out: list[torch.Tensor] = []
     on_host = dev.type == "cpu"
-    chunk = n if on_host else max(batch_size, _DEVICE_CHUNK_BYTES // max(1, images[:1].nbytes) // batch_size * batch_size)
+    chunk = max(n, 1) if on_host else max(batch_size, _DEVICE_CHUNK_BYTES // max(1, images[:1].nbytes) // batch_size * batch_size)
     bar = _progress_bar(n, "predict", progress)
     try:
         with torch.inference_mode():
