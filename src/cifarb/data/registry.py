@@ -51,7 +51,9 @@ CITE_CIFAR10_1 = """@article{recht2018cifar10.1,
 
 LICENSE_CIFAR = ("no licence stated by the authors; the dataset page asks users to cite the technical "
                  "report (Krizhevsky 2009)")
-LICENSE_ZENODO = "CC BY 4.0 (Zenodo record)"
+LICENSE_C10 = "CC BY 4.0 (Zenodo record 2535967)"
+# Not confirmed here for the CIFAR-100-C record; point users at the record rather than guess.
+LICENSE_C100 = "as stated on Zenodo record 3555552 (the companion CIFAR-10-C record is CC BY 4.0)"
 LICENSE_CIFAR10_1 = "MIT (github.com/modestyachts/CIFAR-10.1)"
 
 
@@ -184,10 +186,10 @@ def cifar_c_source(dataset: str, base_url: str | None = None) -> Source:
     """CIFAR-10-C or CIFAR-100-C (Zenodo): one tar with 19 corruption files and labels.npy."""
     if dataset == "cifar10-c":
         folder, md5s, tar_md5, size = "CIFAR-10-C", _C10_MD5, "56bf5dcef84df0e2308c6dcbcbbd8499", None
-        base, record = base_url or ZENODO_C10, "2535967"
+        base, record, licence = base_url or ZENODO_C10, "2535967", LICENSE_C10
     elif dataset == "cifar100-c":
         folder, md5s, tar_md5, size = "CIFAR-100-C", _C100_MD5, "11f0ed0f1191edbf9fa23466ae6021d3", 2_918_473_216
-        base, record = base_url or ZENODO_C100, "3555552"
+        base, record, licence = base_url or ZENODO_C100, "3555552", LICENSE_C100
     else:
         raise ValueError(dataset)
     tar = f"{folder}.tar"
@@ -198,7 +200,7 @@ def cifar_c_source(dataset: str, base_url: str | None = None) -> Source:
         SourceFile(f"{folder}/{name}.npy", "md5", md5s[name], archive.url, member=f"{folder}/{name}.npy")
         for name in (*CIFAR_C_CORRUPTIONS, "labels")
     )
-    return Source(dataset, files, archive, LICENSE_ZENODO, CITE_CIFAR_C,
+    return Source(dataset, files, archive, licence, CITE_CIFAR_C,
                   title=f"{folder} (Hendrycks & Dietterich 2019)",
                   homepage=f"https://zenodo.org/record/{record}", folder=folder,
                   notes=("each <corruption>.npy: uint8 (50000, 32, 32, 3) = severities 1..5 x 10,000 test images",))

@@ -16,15 +16,16 @@ RECORD_NAME = ".cifarb-verified.json"
 RECORD_FORMAT = "cifarb-verified/1"
 _CHUNK = 1 << 22
 
-# (path, size, mtime_ns) -> {algo: hex}: avoids re-hashing a large file that has not changed.
-_MEMO: dict[tuple[str, int, int], dict[str, str]] = {}
+# (path, inode, size, mtime_ns, ctime_ns) -> {algo: hex}: avoids re-hashing an unchanged large file
+# (a -C set is 3 GB) when a process loads it more than once.
+_MEMO: dict[tuple[str, int, int, int, int], dict[str, str]] = {}
 
 
 def digests(path: Path | str, algos: Iterable[str] = ("sha256",)) -> dict[str, str]:
     """Hex digests of a file for several algorithms ('md5', 'sha1', 'sha256', 'gitblob') in one pass."""
     p = Path(path)
     st = p.stat()
-    key = (str(p.absolute()), st.st_size, st.st_mtime_ns)
+    key = (str(p.absolute()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     known = _MEMO.setdefault(key, {})
     wanted = [a for a in dict.fromkeys(algos) if a not in known]
     if wanted:
