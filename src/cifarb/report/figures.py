@@ -84,33 +84,44 @@ def heatmap_png(result: Mapping[str, Any], title: str | None = None) -> bytes:
 def _cmap() -> Any:
     import matplotlib
 
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("#dddddd")  # empty cells
-    return cmap
+    return matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")  # grey: empty cells
 
 
 def accuracy_vs_macrostd_png(points: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
-    """Accuracy (x) against MacroStd (y), one point per method, error bars = seed standard deviation.
+    """Accuracy (x) against MacroStd (left) and macro_std_excess (right), one point per method.
 
-    Each point: label, accuracy, accuracy_sd, macro_std, macro_std_sd, n_seeds; sd may be None.
-    The dashed line is the mean noise floor (macro_std_null) when given.
+    Each point: label, n_seeds, accuracy, macro_std, macro_std_excess, their `_sd` (None for one
+    seed) and optionally `runs`: [(accuracy, macro_std, macro_std_excess)] drawn as small dots.
+    Error bars are ±1 sd over seeds. The dashed line on the left is the mean noise floor
+    (macro_std_null) when points carry it; on the right, 0 is the floor.
     """
-    fig = Figure(figsize=(7.0, 5.0))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(11.0, 4.6))
+    axes = (fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2))
     colours = _colours(len(points))
-    for p, col in zip(points, colours, strict=True):
-        x, y = 100 * p["accuracy"], 100 * p["macro_std"]
-        xe = None if p.get("accuracy_sd") is None else 100 * p["accuracy_sd"]
-        ye = None if p.get("macro_std_sd") is None else 100 * p["macro_std_sd"]
-        ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="o", color=col, capsize=4, label=f"{p['label']} (n={p['n_seeds']})")
-    nulls = [p["macro_std_null"] for p in points if p.get("macro_std_null") is not None]
-    if nulls:
-        ax.axhline(100 * float(np.mean(nulls)), ls="--", color="#888", lw=1, label="noise floor (mean null MacroStd)")
-    ax.set_xlabel("accuracy (%)")
-    ax.set_ylabel("MacroStd (%)")
-    ax.set_title(title or "accuracy vs MacroStd (error bars: ±1 sd over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    for ax, key, name in zip(axes, ("macro_std", "macro_std_excess"), ("MacroStd", "macro_std_excess"), strict=True):
+        for p, col in zip(points, colours, strict=True):
+            x, y = p["accuracy"], p.get(key)
+            if x is None or y is None:
+                continue
+            xe, ye = p.get("accuracy_sd"), p.get(f"{key}_sd")
+            ax.errorbar(100 * x, 100 * y, xerr=None if xe is None else 100 * xe, yerr=None if ye is None else 100 * ye,
+                        fmt="o", ms=7, color=col, capsize=4, label=f"{p['label']} (n={p['n_seeds']})")
+            runs = [r for r in p.get("runs", []) if r[0] is not None and r[1 if key == "macro_std" else 2] is not None]
+            if runs:
+                ax.scatter([100 * r[0] for r in runs], [100 * r[1 if key == "macro_std" else 2] for r in runs],
+                           s=12, color=col, alpha=0.45, marker="x")
+        if key == "macro_std":
+            nulls = [p["macro_std_null"] for p in points if p.get("macro_std_null") is not None]
+            if nulls:
+                ax.axhline(100 * float(np.mean(nulls)), ls="--", color="#888", lw=1, label="noise floor (mean null)")
+        else:
+            ax.axhline(0.0, ls="--", color="#888", lw=1, label="noise floor")
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(f"clean {name} (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"accuracy vs {name}", fontsize=10)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title or "methods: mean over seeds, error bars ±1 sd over seeds, x = single runs", fontsize=10)
     return _png(fig)
 
 

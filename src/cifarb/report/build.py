@@ -1,0 +1,232 @@
+"""Assemble a report from run directories: tables, correlations and figures, as text or one HTML page."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifarb.errors import CifarbError
+from cifarb.report.analysis import Correlation, correlations, label
+from cifarb.report.load import LoadedRuns, Run, load_runs
+from cifarb.report.tables import (
+    Group,
+    Table,
+    fmt_ci,
+    method_labels,
+    runs_table,
+    summarize,
+    summary_table,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+
+FORMATS = ("md", "csv", "latex")
+
+
+@dataclass
+class Report:
+    loaded: LoadedRuns
+    groups: list[Group]
+    labels: dict[tuple[str, str, str], str]
+    correlations: list[Correlation]
+
+    @property
+    def runs(self) -> list[Run]:
+        return [r for g in self.groups for r in g.runs]
+
+
+def build_report(paths: Iterable[Path | str], bootstrap: int = 2000, seed: int = 0, schema: bool = True) -> Report:
+    """Load the run directories and compute everything a report shows; CifarbError if none is usable."""
+    loaded = load_runs(paths, schema=schema)
+    if not loaded.runs:
+        detail = "; ".join(str(p) for p in loaded.problems) or "no run directories given"
+        raise CifarbError(f"no usable run directory to report on ({detail})")
+    groups = summarize(loaded.runs)
+    labels = method_labels([g.runs[0].group for g in groups])
+    corr = correlations([r for g in groups for r in g.runs], bootstrap=bootstrap, seed=seed)
+    return Report(loaded, groups, labels, corr)
+
+
+# --- text --------------------------------------------------------------------------------------------
+def correlation_table(corrs: Sequence[Correlation]) -> Table:
+    header = ["x (clean)", "y (shifted)", "runs", "Spearman ρ", "95% CI (runs resampled)", "p",
+              "|ρ| for p<0.05", "note"]
+    rows = []
+    for c in corrs:
+        rows.append([
+            label(c.x), label(c.y), str(c.n),
+            "—" if c.rho is None else f"{c.rho:+.2f}",
+            "—" if c.ci95 is None else f"[{c.ci95[0]:+.2f}, {c.ci95[1]:+.2f}]",
+            "—" if c.p_value is None else f"{c.p_value:.2g}",
+            "—" if c.rho_critical is None else f"{c.rho_critical:.2f}",
+            c.note,
+        ])
+    notes = [
+        "Each point is one run (seeds count separately). The CI resamples runs with replacement, so it "
+        "reflects how much the ranking depends on which runs happen to be in the study.",
+        "A negative ρ between clean MacroStd and shifted accuracy means runs with more consistent "
+        "subgroups rank higher under the shift. With few runs, only |ρ| near 1 is distinguishable from 0.",
+    ]
+    return Table("Rank correlation across runs", header, rows, notes)
+
+
+def _data_lines(report: Report) -> list[str]:
+    lines = []
+    for kind, what in (("b", "CIFAR-B"), ("c", "-C"), ("10.1", "CIFAR-10.1")):
+        rs = [r for r in report.runs if kind in r.results]
+        if not rs:
+            continue
+        names = sorted({r.eval_names[kind] for r in rs})
+        sizes = sorted({(r.results[kind]["n_images"], r.results[kind]["n_official"]) for r in rs})
+        verified = {bool(r.results[kind]["data_verified"]) for r in rs}
+        size_text = ", ".join(f"{a}/{b}" for a, b in sizes)
+        ver = "verified" if verified == {True} else ("NOT verified (local files)" if verified == {False} else "mixed")
+        lines.append(f"{what}: {', '.join(names)} in {len(rs)} run(s); images used/official {size_text}; data {ver}.")
+    return lines
+
+
+def _problem_lines(report: Report) -> list[str]:
+    return [f"LEFT OUT {p}" for p in report.loaded.problems]
+
+
+def render_text(report: Report, fmt: str = "md") -> str:
+    """The report's tables in `fmt` (md, csv or latex). Left-out runs are listed in md and latex."""
+    if fmt == "csv":
+        return to_csv(report.groups)
+    tables = [summary_table(report.groups), runs_table(report.runs, report.labels)]
+    if report.correlations:
+        tables.append(correlation_table(report.correlations))
+    if fmt == "latex":
+        head = [f"% cifarb report: {len(report.runs)} runs"] + [f"% {s}" for s in _problem_lines(report)]
+        return "\n".join(head) + "\n\n" + "\n".join(to_latex(t) for t in tables)
+    if fmt != "md":
+        raise CifarbError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = [f"# cifarb report: {len(report.runs)} runs in {len(report.groups)} methods", ""]
+    out += [f"- {line}" for line in _data_lines(report)]
+    if report.loaded.problems:
+        out += ["", f"**{len(report.loaded.problems)} run directories left out** (never averaged in):", ""]
+        out += [f"- {p.path}: {p.reason}" for p in report.loaded.problems]
+    out.append("")
+    out += [to_markdown(t) for t in tables]
+    return "\n".join(out)
+
+
+# --- figures -----------------------------------------------------------------------------------------
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def scatter_points(groups: Sequence[Group]) -> list[dict[str, Any]]:
+    pts = []
+    for g in groups:
+        s = g.stats
+        pts.append({
+            "label": g.label, "n_seeds": len(g.runs),
+            "accuracy": s["accuracy"].mean, "accuracy_sd": s["accuracy"].sd,
+            "macro_std": s["macro_std"].mean, "macro_std_sd": s["macro_std"].sd,
+            "macro_std_excess": s["macro_std_excess"].mean, "macro_std_excess_sd": s["macro_std_excess"].sd,
+            "macro_std_null": s["macro_std_null"].mean,
+            "runs": [(r.results["b"]["accuracy"], r.results["b"]["macro_std"], r.results["b"]["macro_std_excess"])
+                     for r in g.runs],
+        })
+    return pts
+
+
+def severity_series(group: Group) -> dict[str, Any] | None:
+    """Seed-averaged curves over severity (0 = clean CIFAR-B) for a method's -C results, or None."""
+    runs = [r for r in group.runs if "c" in r.results]
+    if not runs:
+        return None
+    by_sev = {r.path: (r.results["c"].get("corruptions_mean") or {}).get("by_severity") or {} for r in runs}
+    severities = sorted({int(s) for b in by_sev.values() for s in b})
+    if not severities:
+        return None
+    xs = [0, *severities]
+    subgroups = list(dict.fromkeys(
+        g for r in runs for g in (r.results["b"].get("subgroup_accuracy") or {})
+    ))
+
+    def block(r: Run, sev: int) -> dict[str, Any]:
+        return r.results["b"] if sev == 0 else by_sev[r.path].get(str(sev)) or {}
+
+    def curve(getter: Any) -> list[float | None]:
+        return [_mean(getter(block(r, s)) for r in runs) for s in xs]
+
+    return {
+        "label": f"{group.label} ({len(runs)} run{'s' if len(runs) > 1 else ''}, {runs[0].eval_names['c']})",
+        "severities": xs,
+        "subgroup_accuracy": {g: curve(lambda b, g=g: (b.get("subgroup_accuracy") or {}).get(g)) for g in subgroups},
+        "accuracy": curve(lambda b: b.get("accuracy")),
+        "macro_std": curve(lambda b: b.get("macro_std")),
+        "macro_std_excess": curve(lambda b: b.get("macro_std_excess")),
+    }
+
+
+# --- HTML --------------------------------------------------------------------------------------------
+def render_report_html(report: Report, title: str = "cifarb report", progress: bool = False) -> str:
+    """One self-contained page: tables, scatter, correlations, severity curves and a heatmap per run."""
+    from cifarb.report.figures import accuracy_vs_macrostd_png, heatmap_png, severity_png
+    from cifarb.report.html import Figure, Section, render_html, table_html
+
+    def tbl(t: Table) -> Section:
+        return Section(t.title, html=table_html(t.header, t.rows), paragraphs=list(t.notes))
+
+    overview = Section(
+        "Runs",
+        paragraphs=[f"{len(report.runs)} run directories used, in {len(report.groups)} methods "
+                    f"(grouped by training dataset, architecture and augmentation; seeds averaged)."]
+        + _data_lines(report) + report.loaded.notes,
+        warnings=[f"Left out (never averaged in): {p.path}: {p.reason}" for p in report.loaded.problems],
+    )
+    sections = [overview, tbl(summary_table(report.groups))]
+    sections.append(Section(
+        "Accuracy vs MacroStd",
+        paragraphs=["Does better accuracy come with more consistent subgroups? Lower is more consistent. "
+                    "The right panel subtracts the noise floor (MacroStd expected from sampling noise alone)."],
+        figures=[Figure(accuracy_vs_macrostd_png(scatter_points(report.groups)), "accuracy vs MacroStd")],
+    ))
+    if report.correlations:
+        sections.append(tbl(correlation_table(report.correlations)))
+    sev_figs = []
+    for g in report.groups:
+        series = severity_series(g)
+        if series:
+            sev_figs.append(Figure(severity_png(**series), f"{series['label']}: by corruption severity"))
+    if sev_figs:
+        sections.append(Section(
+            "Corruption severity",
+            paragraphs=["Accuracy per subgroup, and MacroStd with its excess over the noise floor, against "
+                        "corruption severity (mean over corruptions; 0 is the clean CIFAR-B set), averaged "
+                        "over seeds."],
+            figures=sev_figs,
+        ))
+    sections.append(tbl(runs_table(report.runs, report.labels)))
+    heat = []
+    runs = report.runs
+    for r in _progress(runs, progress, "heatmaps"):
+        b = r.results["b"]
+        ci = (b.get("ci95") or {}).get("macro_std")
+        cap = f"{r.name}: {b['dataset']}, accuracy {100 * b['accuracy']:.1f}%, MacroStd {100 * b['macro_std']:.2f}% " \
+              f"95% CI {fmt_ci(*(ci or (None, None)), 2)}, excess {_pp(b.get('macro_std_excess'))}"
+        heat.append(Figure(heatmap_png(b, title=f"{r.name} ({b['dataset']})"), cap))
+    sections.append(Section("Class × subgroup accuracy per run", figures=heat,
+                            paragraphs=["Each cell: accuracy % and the number of test images n. Grey: empty cell."]))
+    return render_html(title, sections, subtitle=f"generated by cifarb from {len(runs)} run directories")
+
+
+def _pp(v: float | None) -> str:
+    return "—" if v is None or math.isnan(v) else f"{100 * v:+.2f} pp"
+
+
+def _progress(items: Sequence[Any], progress: bool, desc: str) -> Iterable[Any]:
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, disable=not progress or not sys.stderr.isatty(), leave=False)
