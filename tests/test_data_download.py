@@ -354,3 +354,17 @@ def test_data_commands_do_not_import_torch(tmp_path):
     env = {**os.environ, "CIFARB_CACHE": str(tmp_path / "cache")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_progress_bar_on_a_terminal(server, tmp_path, monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    download.fetch(archive_source(server.base), root=tmp_path, progress=True)
+    text = err.getvalue()
+    # a byte bar whose total came from Content-Length, then the extraction bar (both on stderr)
+    assert re.search(r"fixture\.tar\.gz: .*/3\.2\dk \[", text), text
+    assert "extract fixture.tar.gz" in text

@@ -114,11 +114,13 @@ def download_verified(urls: Sequence[str], dest: Path, *, algo: str | None, dige
     try:
         for url in urls:
             print(f"downloading {url}", file=sys.stderr)
-            bar = _bar(progress, dest.name)
+            # total=1 until pooch sets the real one: pooch tests the bar's truth value, and tqdm
+            # raises on bool() of a bar with no total
+            bar = _bar(progress, dest.name, total=1)
+            downloader = pooch.HTTPDownloader(progressbar=bar if bar is not None else False,
+                                              chunk_size=1 << 16, timeout=60)
             try:
-                pooch.retrieve(url, known_hash=known, fname=dest.name, path=dest.parent,
-                               downloader=pooch.HTTPDownloader(progressbar=bar if bar is not None else False,
-                                                               timeout=60))
+                pooch.retrieve(url, known_hash=known, fname=dest.name, path=dest.parent, downloader=downloader)
             except ValueError as exc:  # pooch: hash mismatch (the temp file is already deleted)
                 errors.append(f"{url}: wrong checksum ({_short(exc)})")
                 continue
