@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cifarb.data import cifar_b
 from cifarb.errors import CifarbError
@@ -166,3 +168,21 @@ def test_conversion_script_refuses_a_tampered_original(shared_cifar_b, tmp_path)
     )
     assert out.returncode != 0 and "refusing to load" in out.stderr
     assert not (tmp_path / "assets" / "cifar10_b.npz").exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 10_000), data=st.data())
+def test_label_guard_accepts_prefixes_and_refuses_any_label_changing_swap(n, data):
+    official = cifar_b.official_test_labels("cifar100" if n % 2 else "cifar10")
+    ds = "cifar100" if n % 2 else "cifar10"
+    labels = official[:n].copy()
+    cifar_b.check_official_labels(ds, labels, np.arange(n), "prefix")
+    i = data.draw(st.integers(0, n - 1))
+    j = data.draw(st.integers(0, n - 1))
+    labels[[i, j]] = labels[[j, i]]
+    if labels[i] == labels[j]:
+        # a swap within one class is invisible to labels; only checksums catch it (hence data_verified)
+        cifar_b.check_official_labels(ds, labels, np.arange(n), "same labels")
+    else:
+        with pytest.raises(CifarbError, match="shuffled or foreign"):
+            cifar_b.check_official_labels(ds, labels, np.arange(n), "swapped")
