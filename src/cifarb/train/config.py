@@ -187,21 +187,20 @@ def aug_methods(spec: str) -> list[str]:
 
 
 def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig, given: set[str]) -> TrainConfig:
-    """The saved run's config, with runtime settings from `cfg`; a conflicting explicit flag is a UsageError.
+    """The saved run's config, with runtime settings given now; a conflicting explicit setting is a UsageError.
 
-    `given` names the fields the user set explicitly (flags or --config); others come from the saved run.
+    `given` names the fields the user set explicitly (flags or --config); the rest come from the saved run.
     """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     merged = {k: v for k, v in saved.items() if k in known}
     for name in sorted(given):
         if name in RUNTIME_FIELDS:
-            continue
-        if name in merged and getattr(cfg, name) != merged[name]:
+            merged[name] = getattr(cfg, name)
+        elif name in merged and getattr(cfg, name) != merged[name]:
             flag = "--" + name.replace("_", "-")
             raise UsageError(
                 f"--resume: {flag} {getattr(cfg, name)!r} differs from the run's {merged[name]!r} "
                 f"(manifest.json); drop {flag} to resume, or start a new run in another --out"
             )
-    for name in RUNTIME_FIELDS:
-        merged[name] = getattr(cfg, name)
+    merged["out"], merged["resume"] = cfg.out, cfg.resume
     return TrainConfig(**merged)

@@ -527,7 +527,11 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
         ddp.barrier(info)
 
     result = TrainResult(rundir.path, trainer.model, history)
-    if cfg.eval and info.is_main:
+    # a resumed run that had finished only needs the evaluation, if that is what was missing
+    done_before = p.resume and start_epoch >= epochs and rundir.eval_path(f"{cfg.dataset}-b").exists()
+    if done_before:
+        _log(p, f"{rundir.path} is complete ({epochs} epochs, evaluated); nothing to do")
+    elif cfg.eval and info.is_main:
         result.eval_result = final_eval(p, trainer)
     ddp.barrier(info)
     return result
@@ -556,15 +560,11 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
         module=trainer.model, mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
         sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=p.num_classes, source=str(ckpt),
     )
+    # with rundir, evaluate writes eval/<dataset>.json, predictions/<dataset>.parquet and the "eval" line
     result = evaluate(
         loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
         min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
     )
-    keys = (
-        "n_images", "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "worst_cell_accuracy",
-        "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy",
-    )
-    p.rundir.append_metrics({"event": "eval", "dataset": dataset, **{k: result.get(k) for k in keys}})
     _log(p, f"{dataset}: accuracy {result['accuracy']:.4f}, MacroStd {result['macro_std']}")
     return result
