@@ -179,24 +179,39 @@ def chromium():
     browser.close()
 
 
-def test_report_renders_in_chromium_without_console_errors(chromium: _Chromium, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cifarb.cli import main
 
-    page = tmp_path / "report.html"
+    page = tmp_path_factory.mktemp("html") / "report.html"
     runs = [FIXTURES / "cifar10-fastnet-standard-s0", FIXTURES / "cifar10-fastnet-augmix-s0",
             FIXTURES / "broken-truncated-result"]
     assert main(["report", *map(str, runs), "--html", str(page), "--no-progress"]) == 0
+    return page
+
+
+def test_report_page_is_self_contained(report_page: Path) -> None:
+    html = report_page.read_text()
+    assert _external_refs(html) == [] and "<script" not in html
+    assert html.count("<img ") == 2 + 1 + 2  # heatmaps, scatter, severity curves
+    assert "Left out (never averaged in)" in html and "broken-truncated-result" in html
+    for needle in ("Summary over seeds", "macro_std_excess", "Rank correlation across runs", "Corruption severity",
+                   "Class × subgroup accuracy per run"):
+        assert needle in html
+    sizes = [_png_size(base64.b64decode(b)) for b in re.findall(r'base64,([^"]+)"', html)]
+    assert all(w > 300 and h > 200 for w, h in sizes)
+
+
+def test_report_renders_in_chromium_without_console_errors(chromium: _Chromium, report_page: Path) -> None:
     decoded = "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length"
-    png, errors, n_decoded = chromium.render(page.resolve().as_uri(), decoded)
+    png, errors, n_decoded = chromium.render(report_page.resolve().as_uri(), decoded)
     assert errors == []
     shot = Image.open(io.BytesIO(png)).convert("L")
     w, h = shot.size
     assert w >= 1000 and h > 3000  # the whole page: tables, scatter, severity curves, heatmaps
-    pixels = np.asarray(shot)
-    assert pixels.std() > 20  # not a blank page
-    # every inline image decoded: 2 heatmaps, the scatter and 2 severity figures
-    assert n_decoded == page.read_text().count("<img ") == 5
-    (tmp_path / "report.png").write_bytes(png)
+    assert np.asarray(shot).std() > 20  # not a blank page
+    assert n_decoded == 5  # every inline image decoded and laid out
+    (report_page.parent / "report.png").write_bytes(png)
 
 
 def test_chromium_check_catches_errors(chromium: _Chromium, tmp_path: Path) -> None:
