@@ -44,7 +44,8 @@ class Mixup(MixAugmentation):
     def __call__(self, x, targets, generator):
         lam = sample_beta(self.alpha, generator)
         perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
-        return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
+        # (1 - lam) x[perm] + lam x, written in place on the gathered copy: two passes instead of four
+        return x[perm].mul_(1 - lam).add_(x, alpha=lam), targets[perm].mul_(1 - lam).add_(targets, alpha=lam)
 
     def config(self) -> dict[str, Any]:
         return {"mixup_alpha": self.alpha}
