@@ -178,8 +178,8 @@ class AugmentPipeline:
             # Reorder while still uint8 (a quarter of the bytes); the float ops below keep the layout.
             images = images.contiguous(memory_format=torch.channels_last)
         c = images.shape[1]
-        m = torch.tensor(mean or self.mean, dtype=torch.float64).view(1, c, 1, 1)
-        s = torch.tensor(std or self.std, dtype=torch.float64).view(1, c, 1, 1)
+        m = torch.tensor(self.mean if mean is None else mean, dtype=torch.float64).view(1, c, 1, 1)
+        s = torch.tensor(self.std if std is None else std, dtype=torch.float64).view(1, c, 1, 1)
         # (x / 255 - m) / s as one multiply-add
         scale = (1.0 / (255.0 * s)).to(dtype=dtype, device=images.device)
         shift = (-m / s).to(dtype=dtype, device=images.device)
