@@ -123,6 +123,16 @@ def scalar_metrics(n: np.ndarray, k: np.ndarray, *, min_cell_size: int = 1,
     return out
 
 
+def binomial_replicates(n: np.ndarray, p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` independent Binomial(n, p) draws of a whole (C, G) matrix, shape (size, C, G).
+
+    Drawn cell-major, so consecutive draws share (n, p) and numpy reuses its per-(n, p) sampler setup
+    (about twice as fast as replicate-major); the distribution is the same either way.
+    """
+    draws = rng.binomial(n[..., None], np.broadcast_to(p, n.shape)[..., None], size=n.shape + (size,))
+    return np.ascontiguousarray(np.moveaxis(draws, -1, 0))
+
+
 def chunk_sizes(total: int, cells: int) -> list[int]:
     """Split `total` replicates into chunks of at most _CHUNK_ENTRIES replicate-cells each."""
     per = max(1, _CHUNK_ENTRIES // max(cells, 1))
@@ -148,7 +158,7 @@ def macro_std_null(n: np.ndarray, k: np.ndarray, *, min_cell_size: int, draws: i
     p = np.broadcast_to(m_c[:, None], n.shape)
     total = 0.0
     for size in chunk_sizes(draws, n.size):
-        k0 = rng.binomial(n_kept, p, size=(size,) + n.shape)
+        k0 = binomial_replicates(n_kept, p, size, rng)
         total += float(macro_std(n, k0, min_cell_size).sum())
     return total / draws
 
@@ -164,7 +174,7 @@ def stratified_resample_counts(n: np.ndarray, k: np.ndarray, size: int,
     metric depends on a resample only through these counts.
     """
     p = np.divide(k, n, out=np.zeros(n.shape), where=n > 0)
-    return rng.binomial(n, p, size=(size,) + n.shape)
+    return binomial_replicates(n, p, size, rng)
 
 
 def paired_resample_counts(n: np.ndarray, k11: np.ndarray, k10: np.ndarray, k01: np.ndarray, size: int,
@@ -177,13 +187,12 @@ def paired_resample_counts(n: np.ndarray, k11: np.ndarray, k10: np.ndarray, k01:
     binomials: x11 ~ Bin(n, p11), x10 ~ Bin(n - x11, p10 / (1 - p11)),
     x01 ~ Bin(n - x11 - x10, p01 / (1 - p11 - p10)). Then k_a = x11 + x10 and k_b = x11 + x01.
     """
-    shape = (size,) + n.shape
     p11 = np.divide(k11, n, out=np.zeros(n.shape), where=n > 0)
     rest1 = n - k11
     rest2 = rest1 - k10
     q10 = np.divide(k10, rest1, out=np.zeros(n.shape), where=rest1 > 0)
     q01 = np.divide(k01, rest2, out=np.zeros(n.shape), where=rest2 > 0)
-    x11 = rng.binomial(n, p11, size=shape)
+    x11 = binomial_replicates(n, p11, size, rng)
     x10 = rng.binomial(n - x11, q10)
     x01 = rng.binomial(n - x11 - x10, q01)
     return x11 + x10, x11 + x01
