@@ -48,6 +48,24 @@ def test_clipped_zoom_matches_scipy_zoom_of_the_centre():
             np.testing.assert_allclose(_ops.clipped_zoom(x, factor)[i], z[t:t + 32, t:t + 32], atol=1e-5)
 
 
+@pytest.mark.parametrize("severity", [1, 5])
+def test_zoom_blur_matches_per_image_scipy_zooms(severity):
+    factors = SEVERITY_PARAMS["zoom_blur"][severity - 1]
+    ours = corrupt(IMAGES, "zoom_blur", severity)
+    for i in range(len(IMAGES)):
+        x = (IMAGES[i] / 255.0).astype(np.float32)
+        acc = x.copy()
+        for factor in factors:
+            ch = int(np.ceil(32 / factor))
+            top = (32 - ch) // 2
+            z = ndimage.zoom(x[top:top + ch, top:top + ch], (factor, factor, 1), order=1)
+            t = (z.shape[0] - 32) // 2
+            acc += z[t:t + 32, t:t + 32]
+        ref = (np.clip(acc / (len(factors) + 1), 0, 1) * 255).astype(np.uint8)
+        diff = np.abs(ours[i].astype(int) - ref)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.002  # float32 summation order only
+
+
 @pytest.mark.parametrize("params", SEVERITY_PARAMS["defocus_blur"])
 def test_small_kernel_correlation_matches_cv2_filter2d(params):
     kernel = _ops.disk_kernel(*params)

@@ -173,6 +173,7 @@ def make_c(
         verified = bool(getattr(image_set, "verified", False))
         marker: dict[str, Any] = {
             "format": LOCAL_FORMAT,
+            "format_version": 1,
             "official": False,
             "local": True,
             "name": f"{dataset}-c-local",

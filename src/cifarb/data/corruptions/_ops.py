@@ -65,10 +65,28 @@ def _zoom_matrix(size: int, factor: float) -> np.ndarray:
 def clipped_zoom(batch: np.ndarray, factor: float) -> np.ndarray:
     """Zoom the centre of each (N, H, H, C) image by `factor` (linear, as scipy.ndimage.zoom) and crop to H x H.
 
-    Done as two small matrix products over the whole batch instead of one ndimage.zoom per factor.
+    Done as two small matrix products over the whole batch instead of one ndimage.zoom per image.
     """
     m = _zoom_matrix(batch.shape[1], float(factor)).astype(batch.dtype)
     return np.einsum("ij,njkc,lk->nilc", m, batch, m, optimize=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _zoom_sum_operator(size: int, factors: tuple[float, ...]) -> np.ndarray:
+    """(size^2, size^2) matrix of "the image plus its clipped zooms by every factor", on row-major pixels."""
+    total = np.eye(size * size)
+    for factor in factors:
+        m = _zoom_matrix(size, float(factor))
+        total += np.kron(m, m)  # vec(M X M^T) = (M kron M) vec(X) for row-major vec
+    return total.astype(np.float32)
+
+
+def zoom_sum(batch: np.ndarray, factors: Sequence[float]) -> np.ndarray:
+    """x + sum_f clipped_zoom(x, f) for a (N, H, H, C) float batch, as one matrix product (zoom blur's core)."""
+    n, h, _, c = batch.shape
+    op = _zoom_sum_operator(h, tuple(float(f) for f in factors))
+    cols = np.ascontiguousarray(batch.transpose(1, 2, 0, 3)).reshape(h * h, n * c).astype(np.float32)
+    return (op @ cols).reshape(h, h, n, c).transpose(2, 0, 1, 3)
 
 
 def plasma_count(mapsize: int) -> int:
@@ -139,20 +157,24 @@ def motion_kernel(radius: float, sigma: float, angle_deg: float) -> tuple[np.nda
 
 
 def motion_blur(batch: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:
-    """Blur each (H, W[, C]) image of the batch along its own angle (degrees); edges are replicated."""
+    """Blur each (H, W[, C]) image of the batch along its own angle (degrees); edges are replicated.
+
+    Per tap, images whose angles round to the same integer offset are shifted together as one slice of the
+    edge-padded batch, which is cheaper than a per-pixel gather.
+    """
     n, h, w = batch.shape[:3]
-    rows = np.arange(h)
-    cols = np.arange(w)
-    nidx = np.arange(n)[:, None, None]
-    out = np.zeros(batch.shape, dtype=np.float64)
     taps = [motion_kernel(radius, sigma, a) for a in np.asarray(angles, dtype=np.float64)]
     weights = taps[0][0]  # the weights depend on radius and sigma only
     dxs = np.stack([t[1] for t in taps])  # (N, taps)
     dys = np.stack([t[2] for t in taps])
+    pad = int(max(np.abs(dxs).max(), np.abs(dys).max()))
+    padded = np.pad(batch, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (batch.ndim - 3), mode="edge")
+    out = np.zeros(batch.shape, dtype=np.float64)
     for t in range(weights.size):
-        yy = np.clip(rows[None, :] + dys[:, t:t + 1], 0, h - 1)[:, :, None]  # (N, H, 1)
-        xx = np.clip(cols[None, :] + dxs[:, t:t + 1], 0, w - 1)[:, None, :]  # (N, 1, W)
-        out += weights[t] * batch[nidx, yy, xx]
+        offsets, group = np.unique(np.stack([dys[:, t], dxs[:, t]], axis=1), axis=0, return_inverse=True)
+        for g, (dy, dx) in enumerate(offsets):
+            sel = np.flatnonzero(group.ravel() == g)
+            out[sel] += weights[t] * padded[sel, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
     return out
 
 
@@ -168,6 +190,40 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     disk = ((xx**2 + yy**2) <= radius**2).astype(np.float32)
     disk /= disk.sum()
     return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] (..., 3) to HSV in [0, 1], the textbook hexcone formulas, as scikit-image computes them.
+
+    Where two channels tie for the maximum, the later channel's formula is used (blue over green over red),
+    which is the order scikit-image applies; grey pixels get hue 0 and saturation 0.
+    """
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = rgb.max(axis=-1)
+    delta = v - rgb.min(axis=-1)
+    grey = delta == 0
+    safe = np.where(grey, 1.0, delta)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(grey, 0.0, delta / v)
+    h = np.where(b == v, 4.0 + (r - g) / safe, np.where(g == v, 2.0 + (b - r) / safe, (g - b) / safe))
+    h = np.where(grey, 0.0, (h / 6.0) % 1.0)
+    return np.stack([h, s, v], axis=-1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """HSV in [0, 1] (..., 3) back to RGB: the hexcone sector of the hue picks each channel's formula."""
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    sector = np.floor(h * 6)
+    f = h * 6 - sector
+    p = v * (1 - s)
+    q = v * (1 - f * s)
+    t = v * (1 - (1 - f) * s)
+    k = sector.astype(np.int64) % 6
+    # sectors 0..5 give (R, G, B) = (v,t,p), (q,v,p), (p,v,t), (p,q,v), (t,p,v), (v,p,q)
+    red = np.choose(k, (v, q, p, p, t, v))
+    green = np.choose(k, (t, v, v, q, p, p))
+    blue = np.choose(k, (p, p, t, v, v, q))
+    return np.stack([red, green, blue], axis=-1)
 
 
 def to_uint8(batch: np.ndarray) -> np.ndarray:

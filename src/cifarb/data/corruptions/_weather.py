@@ -7,7 +7,6 @@ import zlib
 
 import cv2
 import numpy as np
-from skimage import color
 
 from cifarb.data.corruptions import _ops
 from cifarb.data.corruptions._frost import PLATE_SIZE, PLATES, frost_plates
@@ -62,16 +61,16 @@ def fog(images: np.ndarray, p: tuple[float, float], rngs: Rngs, seed: int) -> np
 
 
 def brightness(images: np.ndarray, c: float, rngs: Rngs, seed: int) -> np.ndarray:
-    hsv = color.rgb2hsv(images / 255.0)
+    hsv = _ops.rgb_to_hsv(images / 255.0)
     hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-    return to_uint8(color.hsv2rgb(hsv))
+    return to_uint8(_ops.hsv_to_rgb(hsv))
 
 
 def saturate(images: np.ndarray, p: tuple[float, float], rngs: Rngs, seed: int) -> np.ndarray:
     factor, offset = p
-    hsv = color.rgb2hsv(images / 255.0)
+    hsv = _ops.rgb_to_hsv(images / 255.0)
     hsv[..., 1] = np.clip(hsv[..., 1] * factor + offset, 0, 1)
-    return to_uint8(color.hsv2rgb(hsv))
+    return to_uint8(_ops.hsv_to_rgb(hsv))
 
 
 def spatter(images: np.ndarray, p: tuple, rngs: Rngs, seed: int) -> np.ndarray:
