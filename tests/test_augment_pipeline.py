@@ -172,6 +172,16 @@ def test_prepare_normalises_and_validates():
         build_pipeline("none", num_classes=10, label_smoothing=1.5)
 
 
+def test_sample_seed_is_derive_seed_of_seed_epoch_index():
+    """The per-epoch prefix cache must give exactly derive_seed(seed, tag, epoch, index)."""
+    pipe = build_pipeline("trivialaugment", num_classes=10, seed=9)
+    img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    for epoch, index in [(0, 5), (3, 5), (0, 6), (3, 6)]:
+        torch.default_generator.manual_seed(derive_seed(9, 1, epoch, index))
+        expected = pipe.sample_pieces[0](img)
+        assert torch.equal(pipe.sample(img, epoch=epoch, index=index), expected)
+
+
 def test_derive_seed_is_stable_and_mixes():
     assert derive_seed(0, 1, 0, 0) == derive_seed(0, 1, 0, 0)
     seeds = {derive_seed(0, 1, e, i) for e in range(10) for i in range(100)}

@@ -11,6 +11,7 @@ __all__ = [
     "SampleAugmentation",
     "BatchAugmentation",
     "MixAugmentation",
+    "chain_keys",
     "derive_seed",
     "keyed_generator",
     "STAGES",
@@ -27,16 +28,25 @@ def _splitmix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def chain_keys(*keys: int, state: int = 0) -> int:
+    """The 64-bit splitmix64 chain state after absorbing `keys`; `derive_seed` is this shifted to 63 bits.
+
+    Exposed so hot loops can absorb a constant prefix once: derive_seed(a, b, i) ==
+    chain_keys(i, state=chain_keys(a, b)) >> 1.
+    """
+    z = state
+    for k in keys:
+        z = _splitmix64(z ^ (int(k) & _MASK64))
+    return z
+
+
 def derive_seed(*keys: int) -> int:
     """A well-mixed 63-bit seed from integer keys, e.g. (seed, stage tag, epoch, index).
 
     Keys are chained through splitmix64 so nearby keys (index 7 vs 8) give unrelated streams; the result
     is the same on every platform and in every process, which is what makes worker seeding reproducible.
     """
-    z = 0
-    for k in keys:
-        z = _splitmix64(z ^ (int(k) & _MASK64))
-    return z >> 1
+    return chain_keys(*keys) >> 1
 
 
 def keyed_generator(*keys: int) -> torch.Generator:

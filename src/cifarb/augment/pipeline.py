@@ -14,7 +14,7 @@ from cifarb.augment.base import (
     BatchAugmentation,
     MixAugmentation,
     SampleAugmentation,
-    derive_seed,
+    chain_keys,
     keyed_generator,
 )
 from cifarb.errors import CifarbError
@@ -75,6 +75,7 @@ class AugmentPipeline:
                 f"{', '.join(p.name for p in self.mix_pieces)}; switch it off (e.g. augmix_jsd=False)"
             )
         self._multi_view: SampleAugmentation | None = multi[0] if multi else None
+        self._epoch_state: tuple[int, int] = (-1, 0)  # (epoch, chain state of (seed, tag, epoch))
         self.views = multi[0].views if multi else 1
 
     # -- per-sample stage (DataLoader workers) ------------------------------------------------------
@@ -100,7 +101,11 @@ class AugmentPipeline:
         gen = torch.default_generator
         state = gen.get_state()
         try:
-            gen.manual_seed(derive_seed(self.seed, _SAMPLE_TAG, epoch, index))
+            cached_epoch, prefix = self._epoch_state
+            if cached_epoch != epoch:  # absorb (seed, tag, epoch) once per epoch, not once per image
+                prefix = chain_keys(self.seed, _SAMPLE_TAG, epoch)
+                self._epoch_state = (epoch, prefix)
+            gen.manual_seed(chain_keys(index, state=prefix) >> 1)  # == derive_seed(seed, tag, epoch, index)
             for piece in self.sample_pieces:
                 image = piece(image)
         finally:
