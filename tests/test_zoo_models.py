@@ -142,6 +142,15 @@ def test_missing_weights_say_where_to_put_them():
     assert zoo.ZOO["resnet56"].url in msg and "CIFARB_MODELS" in msg
 
 
+def test_data_where_prints_the_path_the_zoo_looks_at(capsys):
+    from cifarb.cli import main
+
+    assert main(["data", "where", "resnet56"]) == 0
+    first = capsys.readouterr().out.splitlines()[0].split()
+    assert first[0] == str(zoo.default_weight_path("resnet56")) == str(zoo.weight_candidates("resnet56")[-1])
+    assert first[2] == "sha256:" + zoo.ZOO["resnet56"].sha256 and first[3] == zoo.ZOO["resnet56"].url
+
+
 def test_weights_found_in_cache_then_cifarb_models_first(fake_zoo_file, tmp_path, monkeypatch):
     src, card, state = fake_zoo_file
     cached = zoo.default_weight_path("resnet32")
