@@ -13,11 +13,16 @@ from matplotlib.figure import Figure
 
 
 def _png(fig: Figure) -> bytes:
+    from PIL import Image
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    # No "Software"/date metadata: the same figure gives the same bytes with one matplotlib version.
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
+    # A 256-colour palette makes plots ~3x smaller with no visible loss: reports embed many figures.
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _ordered(seen: Sequence[str], preferred: Sequence[str] | None) -> list[str]:
