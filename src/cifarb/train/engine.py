@@ -45,6 +45,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "elapsed_s")
 _EPOCH_SEED_TAG = 0x5EED_0002
+DATA_INIT_IMAGES = 5000
 
 
 class Diverged(CifarbError):
@@ -236,6 +237,12 @@ class Trainer:
         self.info = p.dist
         cfg, r = p.cfg, p.recipe
         self.model = _build_model(cfg.arch, p.num_classes, p.build_options, seed=cfg.seed).to(self.device)
+        self.mean_t = torch.tensor(p.mean, device=self.device)
+        self.std_t = torch.tensor(p.std, device=self.device)
+        if r.data_init and hasattr(self.model, "init_whitening"):
+            # deterministic: the first (unaugmented) training images; a resumed run overwrites it anyway
+            first = p.train_images[:DATA_INIT_IMAGES].to(self.device)
+            self.model.init_whitening(normalize(first, self.mean_t, self.std_t, channels_last=False))
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward_model: nn.Module = self.model
@@ -259,8 +266,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.test_images = p.test_images.to(self.device)
         self.test_labels = p.test_labels.to(self.device)
-        self.mean_t = torch.tensor(p.mean, device=self.device)
-        self.std_t = torch.tensor(p.std, device=self.device)
         # on CUDA, checking the loss every step would stall the pipeline; a few steps late is harmless
         self.check_every = 1 if self.device.type == "cpu" else 25
 
@@ -375,7 +380,8 @@ def _make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
     for param in model.parameters():
         if param.requires_grad:
             (other if param.ndim <= 1 else decay).append(param)
-    other_wd = r.weight_decay if r.decay_norm_and_bias else 0.0
+    # torch couples decay to the lr (step = lr * wd * p): dividing by the lr scale keeps the decay per step
+    other_wd = (r.weight_decay if r.decay_norm_and_bias else 0.0) / r.norm_bias_lr_scale
     groups = [
         {"params": decay, "lr": r.lr, "weight_decay": r.weight_decay},
         {"params": other, "lr": r.lr * r.norm_bias_lr_scale, "weight_decay": other_wd},
