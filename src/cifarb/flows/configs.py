@@ -39,6 +39,12 @@ class FlowConfig:
     kl_weight: float = 1.0  # weight of KL(q(z|x) || p(z)) in the training loss; test bpd always uses 1
     free_bits: float = 0.0  # nats per z dimension below which the training KL is not penalised
     kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to kl_weight over these steps
+    # Auxiliary thumbnail term (training only): z must also explain an aux_size x aux_size average-pooled
+    # copy of the image under N(linear(z), aux_std^2). Anchors z to global colour layout; 0 turns it off.
+    aux_weight: float = 0.0
+    prior_lr_mult: float = 10.0  # the 2*z_dim prior parameters learn this much faster, to track q(z|x)
+    aux_size: int = 4
+    aux_std: float = 0.05
     seed: int = 0
     train_limit: int = 0  # use only the first N training images (0: all); for quick experiments and tests
     test_limit: int = 0  # evaluate test bpd on the first N test images (0: all)
@@ -50,12 +56,15 @@ class FlowConfig:
                     "n_bits", "batch_size", "test_batch_size", "epochs", "grid_n"):
             if getattr(self, key) <= 0:
                 raise CifarbError(f"flow config {self.name!r}: {key} must be positive, got {getattr(self, key)}")
-        for key in ("lr", "grad_clip", "grid_temperature"):
+        for key in ("lr", "grad_clip", "grid_temperature", "aux_std", "prior_lr_mult"):
             if not getattr(self, key) > 0:
                 raise CifarbError(f"flow config {self.name!r}: {key} must be positive, got {getattr(self, key)}")
-        for key in ("warmup_steps", "kl_weight", "free_bits", "kl_warmup_steps", "train_limit", "test_limit"):
+        for key in ("warmup_steps", "kl_weight", "free_bits", "kl_warmup_steps", "train_limit", "test_limit",
+                    "aux_weight"):
             if getattr(self, key) < 0:
                 raise CifarbError(f"flow config {self.name!r}: {key} must be >= 0, got {getattr(self, key)}")
+        if self.aux_size <= 0 or self.image_size % self.aux_size:
+            raise CifarbError(f"flow config {self.name!r}: aux_size must divide image_size {self.image_size}")
         if self.image_size % (2**self.levels):
             raise CifarbError(
                 f"flow config {self.name!r}: image_size {self.image_size} must be divisible by 2**levels "

@@ -15,6 +15,11 @@ and training maximises the ELBO of the dequantised image,
 
 reported as bits/dim = (-ELBO + D log 256) / (D ln 2): an upper bound on the discrete negative
 log-likelihood, so it is comparable to (and slightly pessimistic against) unconditional Glow figures.
+
+Training may add a thumbnail term (FlowConfig.aux_weight): z must also explain a 4x4 average-pooled
+copy of the image, -log N(thumb; W z + b, 0.05^2 I). Without it the flow, strong enough to model the
+image alone, learns to ignore z (posterior collapse) and swapping z changes nothing; with it z carries
+the colour layout, which the flow then uses. It is a regulariser only: reported bits/dim exclude it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from cifarb.flows.configs import FlowConfig
 from cifarb.flows.layers import (
@@ -41,11 +47,16 @@ from cifarb.flows.layers import (
 
 
 class GlobalEncoder(nn.Module):
-    """q(z|x): three strided convolutions to a 4x4 map, then a zero-initialised linear map to (mean, log-std).
+    """q(z|x): three strided convolutions to a 4x4 map, then a linear map to (mean, log-std).
 
-    Flattening the 4x4 map (instead of global pooling) lets z tell the border from the centre. The zero
-    initialisation makes q(z|x) = N(0, I) = p(z) at the start, so the untrained model pays no KL.
+    Flattening the 4x4 map (instead of global pooling) lets z tell the border from the centre.
+    The head is *not* zero-initialised: the flow's z-inputs start at zero (so the untrained flow ignores
+    z), and if z also started image-independent the pair would sit at a saddle where neither side gets
+    a useful gradient, and the flow learns to model everything without z (posterior collapse). Starting
+    z informative, with a posterior std of exp(-1), gives the flow a reason to read it from step one.
     """
+
+    INIT_LOGS = -1.0
 
     def __init__(self, in_channels: int, width: int, z_dim: int, image_size: int):
         super().__init__()
@@ -59,8 +70,10 @@ class GlobalEncoder(nn.Module):
         )
         side = image_size // 8
         self.head = nn.Linear(2 * width * side * side, 2 * z_dim)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        with torch.no_grad():
+            self.head.weight[z_dim:].zero_()  # log-std starts at INIT_LOGS for every image
+            self.head.bias[:z_dim].zero_()
+            self.head.bias[z_dim:].fill_(self.INIT_LOGS)
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         mean, logs = self.head(self.convs(y).flatten(1)).chunk(2, dim=1)
@@ -106,6 +119,8 @@ class GlobalLocalFlow(nn.Module):
         self.eps_shapes.append((c, s, s))
         self.top = TopPrior((c, s, s), cfg.z_dim)
         self.n_dims = cfg.in_channels * cfg.image_size * cfg.image_size
+        # Training-only thumbnail head (see FlowConfig.aux_weight); not part of the likelihood.
+        self.aux = nn.Linear(cfg.z_dim, cfg.in_channels * cfg.aux_size**2) if cfg.aux_weight > 0 else None
 
     # --- the flow given z ------------------------------------------------------------------------------
     def flow_forward(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,8 +193,16 @@ class GlobalLocalFlow(nn.Module):
         bpd = bits_per_dim(log_px_z - kl, d, self.cfg.n_bins)
         # Free bits: each z dimension's batch-mean KL below the threshold costs nothing (fights collapse).
         kl_train = torch.clamp(kl_dims.mean(0), min=free_bits).sum() if free_bits > 0 else kl.mean()
-        loss = (-log_px_z.mean() + kl_weight * kl_train) / (d * LOG2) + self.cfg.n_bits
-        return {"bpd": bpd, "kl_bpd": kl / (d * LOG2), "loss": loss}
+        nats = -log_px_z.mean() + kl_weight * kl_train
+        out = {"bpd": bpd, "kl_bpd": kl / (d * LOG2)}
+        if self.aux is not None:
+            cfg = self.cfg
+            thumb = F.avg_pool2d(y, cfg.image_size // cfg.aux_size).flatten(1)
+            aux_nats = 0.5 * ((self.aux(z) - thumb) / cfg.aux_std).pow(2).sum(1)
+            out["aux_bpd"] = aux_nats / (d * LOG2)
+            nats = nats + cfg.aux_weight * aux_nats.mean()
+        out["loss"] = nats / (d * LOG2) + self.cfg.n_bits
+        return out
 
     def bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Per-image bits/dim bound (one sample of dequantisation noise and of z ~ q(z|x))."""

@@ -67,6 +67,16 @@ def lr_at(step: int, total_steps: int, cfg: FlowConfig) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def make_optimizer(model: GlobalLocalFlow, cfg: FlowConfig) -> torch.optim.Optimizer:
+    """Adam; the prior on z gets its own group with a larger step, because Adam moves each parameter
+    by about lr per step and the prior must keep up with the encoder's posteriors."""
+    prior = [model.prior_mean, model.prior_logs]
+    ids = {id(p) for p in prior}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return torch.optim.Adam([{"params": rest, "lr_mult": 1.0},
+                             {"params": prior, "lr_mult": cfg.prior_lr_mult}], lr=cfg.lr)
+
+
 def _progress_bar(total: int, desc: str, progress: bool):
     from tqdm import tqdm
 
@@ -195,13 +205,13 @@ def train_flow(
     rundir = RunDir(out)
     torch.manual_seed(cfg.seed)
     model = GlobalLocalFlow(cfg).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg)
     start_epoch, step, elapsed, best = 0, 0, 0.0, math.inf
     if resume:
         state = rundir.load_checkpoint("last.pt") if rundir.checkpoint_path("last.pt").exists() else None
         if state is not None:
             model = build_from_state(state, rundir.checkpoint_path("last.pt")).to(dev)
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            opt = make_optimizer(model, cfg)
             opt.load_state_dict(state["optimizer"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             elapsed, best = float(state["elapsed_s"]), float(state.get("best_test_bpd", math.inf))
@@ -250,7 +260,7 @@ def train_flow(
             x = x.to(dev, non_blocking=True)
             lr = lr_at(step, total_steps, cfg)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_mult"]
             kl_w = cfg.kl_weight * min(1.0, (step + 1) / cfg.kl_warmup_steps) if cfg.kl_warmup_steps else cfg.kl_weight
             terms = model.loss_terms(x, kl_weight=kl_w, free_bits=cfg.free_bits)
             loss = terms["loss"]
