@@ -36,29 +36,29 @@ def net() -> torch.nn.Module:
 
 
 def test_predict_matches_reference_for_any_batch_size(net):
-    images = _images(37)
+    images = _images(12)
     ref = _reference(net, images)
-    for batch_size in (1, 8, 37, 256):
+    for batch_size in (1, 5, 256):
         pred, logits = predict(net, images, MEAN, STD, batch_size=batch_size, device="cpu")
-        assert pred.dtype == np.int64 and pred.shape == (37,)
-        assert logits.dtype == np.float32 and logits.shape == (37, 10)
+        assert pred.dtype == np.int64 and pred.shape == (12,)
+        assert logits.dtype == np.float32 and logits.shape == (12, 10)
         np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(pred, logits.argmax(1))
     assert len(set(pred.tolist())) > 1  # the check is not vacuous: predictions vary
 
 
 def test_predict_reads_memory_mapped_and_strided_input(net, tmp_path):
-    images = _images(20, seed=1)
-    expected, _ = predict(net, images, MEAN, STD, batch_size=6, device="cpu")
+    images = _images(16, seed=1)
+    expected, _ = predict(net, images, MEAN, STD, batch_size=8, device="cpu")
     np.save(tmp_path / "x.npy", images)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     assert not mm.flags.writeable
-    with_mm, no_logits = predict(net, mm, MEAN, STD, batch_size=6, device="cpu", return_logits=False)
+    with_mm, no_logits = predict(net, mm, MEAN, STD, batch_size=8, device="cpu", return_logits=False)
     assert no_logits is None
     np.testing.assert_array_equal(with_mm, expected)
-    doubled = np.concatenate([images, images], axis=0)[::2]  # same images through a non-contiguous view
-    np.testing.assert_array_equal(predict(net, doubled[:10], MEAN, STD, batch_size=4, device="cpu")[0],
-                                  predict(net, images[0::2][:10], MEAN, STD, batch_size=4, device="cpu")[0])
+    strided = images[::2]  # a non-contiguous view
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(predict(net, strided, MEAN, STD, batch_size=8, device="cpu")[0], expected[::2])
 
 
 def test_predict_counts_batches_and_leaves_eval_mode(net):
