@@ -191,3 +191,19 @@ def test_missing_or_mismatched_flow_is_a_clear_error(flow_ckpt, tmp_path):
                        ({"swap": "same"}, "flowaug-swap")]:
         with pytest.raises(CifarbError, match=needle):
             FlowAug(flow_ckpt, **kw)
+
+
+def test_offline_mode_reads_the_training_set_itself(flow_ckpt, shared_data, tmp_path):
+    """How cifarb.train uses it: no attach() call, only flowaug_root/flowaug_trust_local options."""
+    from cifarb.data.readers import load_cifar
+
+    pipe = build_pipeline("standard+flowaug", num_classes=10, flowaug_flow=str(flow_ckpt), flowaug_p=1.0,
+                          flowaug_mode="offline", flowaug_root=str(shared_data), flowaug_trust_local=True,
+                          flowaug_cache=str(tmp_path / "cache"), flowaug_progress=False, flowaug_pool=1)
+    piece = pipe.batch_pieces[0]
+    train = load_cifar("cifar10", "train", shared_data, trust_local=True)
+    x = torch.from_numpy(train.images[100:132]).permute(0, 3, 1, 2).contiguous()
+    y = torch.as_tensor(train.labels[100:132])
+    out, labels = piece(x, y, torch.Generator().manual_seed(0))
+    assert len(piece._pool) == len(train.labels) and piece.stats["pool_hits"] == 32
+    assert torch.equal(out, piece._pool[100:132, 0]) and torch.equal(labels, y)

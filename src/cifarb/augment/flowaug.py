@@ -391,11 +391,26 @@ class FlowAug(BatchAugmentation):
         return out
 
     # --- the batch stage ---------------------------------------------------------------------------------
+    def _attach_from_readers(self) -> None:
+        """Offline mode without attach(): read the training set the way the engine does and attach it."""
+        from cifarb.data.readers import load_cifar
+
+        dataset = {10: "cifar10", 100: "cifar100"}.get(self.num_classes)
+        if dataset is None:
+            raise CifarbError(
+                f"flowaug offline mode needs the training set: call FlowAug.attach(images, labels) for a "
+                f"{self.num_classes}-class dataset (only cifar10/cifar100 are read automatically)"
+            )
+        train = load_cifar(dataset, "train", self.root, self.trust_local)
+        self.attach(train.images, train.labels, seed=self.seed)
+
     @torch.no_grad()
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_shape(images)
+        if self.mode == "offline" and self._pool is None:
+            self._attach_from_readers()
         n = len(images)
         chosen = torch.rand(n, generator=generator) < self.p
         variant = torch.randint(self.pool_size, (n,), generator=generator)
