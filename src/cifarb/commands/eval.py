@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cifarb._atomic import atomic_write_json
     from cifarb.eval.evaluate import dataset_info, evaluate, load_eval_data
-    from cifarb.eval.table import format_result
+    from cifarb.eval.table import eval_text
     from cifarb.models.zoo import resolve_model
     from cifarb.runs import RunDir, provenance_info
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         })
     if args.json is not None:
         atomic_write_json(args.json, result)
-    print(format_result(result, model=args.model))
+    print(eval_text(result, model=args.model))
     if rundir is not None:
         print(f"\nwrote {rundir.eval_path(result['dataset'])} and {rundir.predictions_path(result['dataset'])}")
     if args.json is not None:

@@ -69,7 +69,8 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
     from cifarb._atomic import atomic_write_json, atomic_write_text
     from cifarb.data.sample import load_demo_sample
     from cifarb.eval.evaluate import evaluate_imageset
-    from cifarb.eval.table import ci_text, format_result, macro_std_lines, pct, subgroup_counts
+    from cifarb.eval.table import ci_text, eval_text, pct
+    from cifarb.metrics.table import summary_lines
     from cifarb.models.zoo import resolve_model
     from cifarb.report import Figure, Section, heatmap_png, render_html, table_html
 
@@ -87,10 +88,12 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
         "Sample: first 1,017 CIFAR-10 test images (Krizhevsky 2009), CIFAR10-B background-colour subgroups",
         model_line,
         "",
-        format_result(result, model="resnet20"),
+        eval_text(result, model="resnet20"),
     ])
 
-    counts = subgroup_counts(result)
+    counts: dict[str, int] = {}
+    for cell in result["cells"]:
+        counts[cell["subgroup"]] = counts.get(cell["subgroup"], 0) + cell["n"]
     sub_ci = result.get("subgroup_accuracy_ci95") or {}
     sub_rows = [[name, counts.get(name, 0), pct(acc), ci_text(sub_ci.get(name))]
                 for name, acc in result["subgroup_accuracy"].items()]
@@ -102,10 +105,9 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
     examples = _worst_cell_examples(result, frame, sample.images, sample.class_names)
     sections: list[Any] = [
         Section("Summary", paragraphs=[
-            f"Accuracy {pct(result['accuracy'])} % {ci_text((result.get('ci95') or {}).get('accuracy'))} on "
-            f"{result['n_images']:,} of the {result['n_official']:,} CIFAR-10 test images.",
-            *macro_std_lines(result),
-        ], warnings=[
+            f"{result['n_images']:,} of the {result['n_official']:,} CIFAR-10 test images; 95 % intervals in "
+            "brackets; values in percent.",
+        ], preformatted="\n".join(summary_lines(result)), warnings=[
             "1,017 images are a small sample: many cells hold only a few images, so MacroStd carries a large "
             "noise floor (the MacroStd expected with no subgroup effect at all). Read the excess over that "
             "floor, and the 95 % bootstrap intervals, not MacroStd alone.",
