@@ -209,3 +209,20 @@ def test_huge_lr_diverges_with_a_clear_message(root, tmp_path, capsys):
     assert "diverged" in err and "lower --lr" in err and "no checkpoint was written" in err
     assert not (out / "checkpoints" / "last.pt").exists()
     assert epoch_lines(out) == [] if (out / "metrics.jsonl").exists() else True
+
+
+def test_imagenet_architecture_from_random_init_at_32px(root, tmp_path):
+    from cifarb.models.zoo import resolve_model
+
+    out = tmp_path / "run"
+    argv = base_args(root, out, "--arch", "resnet18_imagenet", "--no-pretrained", "--image-size", "32",
+                     "--epochs", "1", "--no-eval")
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["arch_options"] == {"image_size": 32, "pretrained": False}
+    assert manifest["normalization"]["mean"] == [0.485, 0.456, 0.406]  # ImageNet statistics
+    loaded = resolve_model(str(out))  # rebuilt from the manifest without any download
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    for key, value in loaded.module.state_dict().items():
+        assert torch.equal(value, ckpt["model"][key]), key
+    assert main(base_args(root, tmp_path / "r2", "--pretrained", "--epochs", "1")) == 2  # resnet20: no weights

@@ -96,8 +96,17 @@ def explicit_fields(cfg: TrainConfig) -> set[str]:
 # --- planning: validate everything, write nothing ----------------------------------------------------
 
 
-def plan(cfg: TrainConfig, given: set[str] | None = None, dist_info: ddp.DistInfo | None = None) -> Plan:
-    """Validate the config, the output directory, the data, the augmentation and the model; write nothing."""
+def plan(
+    cfg: TrainConfig,
+    given: set[str] | None = None,
+    dist_info: ddp.DistInfo | None = None,
+    data: tuple[Any, Any] | None = None,
+) -> Plan:
+    """Validate the config, the output directory, the data, the augmentation and the model; write nothing.
+
+    `data` = (train, test) ImageSets already loaded by the caller (benchmarks); default: read them from
+    the data root with `cifarb.data.readers.load_cifar`.
+    """
     given = explicit_fields(cfg) if given is None else set(given)
     info = dist_info or ddp.launched_world()
     saved_manifest = None
@@ -141,7 +150,7 @@ def plan(cfg: TrainConfig, given: set[str] | None = None, dist_info: ddp.DistInf
     # building once here catches bad architecture options before the run directory exists
     _build_model(cfg.arch, num_classes, build_options, seed=cfg.seed)
 
-    train_set, test_set, data_info = _load_data(cfg)
+    train_set, test_set, data_info = _load_data(cfg, data)
     train_images = to_nchw(train_set.images)
     train_labels = torch.as_tensor(train_set.labels, dtype=torch.int64)
     if cfg.limit_train is not None:
@@ -210,11 +219,14 @@ def _build_model(arch: str, num_classes: int, options: dict[str, Any], seed: int
             raise UsageError(f"--arch {arch}: unsupported option ({exc})") from None
 
 
-def _load_data(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
-    from cifarb.data.readers import load_cifar
+def _load_data(cfg: TrainConfig, data: tuple[Any, Any] | None) -> tuple[Any, Any, dict[str, Any]]:
+    if data is not None:
+        train_set, test_set = data
+    else:
+        from cifarb.data.readers import load_cifar
 
-    train_set = load_cifar(cfg.dataset, "train", root=cfg.root, trust_local=cfg.trust_local)
-    test_set = load_cifar(cfg.dataset, "test", root=cfg.root, trust_local=cfg.trust_local)
+        train_set = load_cifar(cfg.dataset, "train", root=cfg.root, trust_local=cfg.trust_local)
+        test_set = load_cifar(cfg.dataset, "test", root=cfg.root, trust_local=cfg.trust_local)
 
     def describe(s: Any) -> dict[str, Any]:
         return {
