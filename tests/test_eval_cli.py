@@ -105,6 +105,9 @@ def test_flag_errors(root_10_1, capsys):
     assert "--mean and --std together" in capsys.readouterr().err
     assert main(_argv(root_10_1, "--model", "resnet20", "--mean", "0.5,0.5")) == 2
     assert main(_argv(root_10_1, "--model", "resnet20", "--batch-size", "0")) == 2
+    assert main(_argv(root_10_1, "--model", "resnet20", "--seed", "-1")) == 2
+    assert main(_argv(root_10_1, "--model", "resnet20", "--subgroup-names", "a,b,c")) == 1
+    assert "--subgroup-names needs 8" in capsys.readouterr().err
     assert main(_argv(root_10_1, "--model", "nosuchmodel")) == 1
     assert "neither a zoo name" in capsys.readouterr().err
     if not torch.cuda.is_available():

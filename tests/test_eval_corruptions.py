@@ -126,10 +126,13 @@ def test_every_pair_joined_with_subgroups_and_means(c_root, tmp_path, capsys):
 def test_corruption_subset(c_root, tmp_path):
     out = tmp_path / "r.json"
     assert main(["eval", "--model", "resnet20", "--dataset", "cifar10-c", "--root", str(c_root), "--trust-local",
-                 "--corruptions", "brightness", "--json", str(out), "--bootstrap", "0", "--no-progress"]) == 0
+                 "--corruptions", "brightness", "--json", str(out), "--bootstrap", "0", "--no-progress",
+                 "--subgroup-names", "s0,s1,s2,s3,s4,s5,s6,s7"]) == 0
     result = json.loads(out.read_text())
     validate_result(result)
     assert list(result["corruptions"]) == ["brightness"] and result["ci95"] is None
+    assert result["settings"]["subgroup_names"] == [f"s{i}" for i in range(8)]
+    assert set(result["corruptions"]["brightness"]["3"]["subgroup_accuracy"]) <= {f"s{i}" for i in range(8)}
 
 
 def test_generated_set_is_reported_as_local(shared_data, tmp_path):

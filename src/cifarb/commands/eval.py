@@ -92,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--json {args.json} is a directory; give a file path")
     if (args.mean is None) != (args.std is None):
         raise UsageError("give --mean and --std together (three comma-separated numbers each)")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.subgroup_names is not None:
+        from cifarb.data.cifar_b import resolve_subgroup_names
+
+        resolve_subgroup_names(args.subgroup_names)  # fail before the long pass, not after it
     out = Path(args.out) if args.out else None
     existing_run = _check_out(out, args.model) if out is not None else False
 
