@@ -141,7 +141,10 @@ def main() -> None:
     label = f"fairlearn MetricFrame(n_boot={B})"
     note = f"   extrapolated from n_boot={args.fairlearn_boot} ({t_fair_run:.1f} s)" if extrapolated else ""
     print(f"{label:<44} {t_fair:>9.1f} {t_fair / t_ours:>8.0f}{note}")
-    print(f"target < 0.1 s for all metrics and CIs: {'met' if t_ours < 0.1 else 'NOT met'} ({t_ours:.3f} s)")
+    if args.dataset == "cifar10-b":
+        print(f"target < 0.1 s for all metrics and CIs: {'met' if t_ours < 0.1 else 'NOT met'} ({t_ours:.3f} s)")
+    else:
+        print("(the < 0.1 s target is set for CIFAR10-B's 77 cells; CIFAR100-B has 722)")
 
     print("\nagreement of the 95 % CIs (ours vs the naive loop; both are Monte Carlo, so they differ slightly):")
     for name, (lo, hi) in naive.items():
