@@ -97,7 +97,11 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
 
     singles = []
     n = E.cell_counts(y, correct[:, 0], g, C, G)[0]  # the same images, hence cells, for every pair
-    for j in range(len(keys)):
+    from tqdm.auto import tqdm
+
+    pair_bar = tqdm(range(len(keys)), desc="metrics per pair", unit="pair", file=sys.stderr, leave=False,
+                    disable=not progress or not sys.stderr.isatty())
+    for j in pair_bar:  # the noise floor (null_draws per pair) dominates this loop on CIFAR100-C
         k = E.cell_counts(y, correct[:, j], g, C, G)[1]
         singles.append(metrics_from_counts(n, k, class_names=cnames, subgroup_names=gnames, bootstrap=0, seed=seed,
                                            null_draws=null_draws, **opts))
