@@ -79,10 +79,30 @@ def test_eps_kept_and_z_changed(flow_ckpt):
         # Re-encoding the output with its new z recovers the image's eps up to pixel rounding.
         y_out = (out.float() + 0.5) / 256 - 0.5
         eps_back, _ = model.flow_forward(y_out, lat["z_new"])
+    assert not lat["rejected"].any()
     assert (lat["z_new"] - z_ref).abs().amax(1).min() > 1e-3  # every image got another z
     err = (eps_back - eps_ref).abs().median()
     assert float(err) < 0.05 * float((eps_ref - eps_ref.roll(1, 0)).abs().median())
     assert not torch.equal(out, x)
+
+
+def test_blown_up_decodes_are_rejected_and_the_original_kept(flow_ckpt, monkeypatch):
+    aug = FlowAug(flow_ckpt, p=1.0)
+    x, y = _batch(8)
+    real = type(aug.flow).flow_inverse
+    calls = {"n": 0}
+
+    def explode_odd_images(self, eps, z):
+        out = real(self, eps, z)
+        calls["n"] += 1
+        out[1::2] = out[1::2] * 50  # every other image: almost all values far outside the pixel range
+        return out
+
+    monkeypatch.setattr(type(aug.flow), "flow_inverse", explode_odd_images)
+    out, lat = aug.transform(x, y, torch.Generator().manual_seed(0))
+    assert calls["n"] == 1
+    assert lat["rejected"].tolist() == [False, True] * 4 and aug.stats["rejected"] == 4
+    assert torch.equal(out[1::2], x[1::2]) and not torch.equal(out[0::2], x[0::2])
 
 
 def test_swap_rules_any_class_and_resample():

@@ -56,3 +56,21 @@ def test_derangement_has_no_fixed_points():
     for seed in range(20):
         p = derangement(7, torch.Generator().manual_seed(seed))
         assert sorted(p.tolist()) == list(range(7)) and all(p[i] != i for i in range(7))
+
+
+def test_swap_experiment_decodes_each_image_with_its_donors_z():
+    from cifarb.flows.analysis import swap_experiment
+    from cifarb.flows.configs import preset
+    from cifarb.flows.model import GlobalLocalFlow
+
+    torch.manual_seed(0)
+    model = GlobalLocalFlow(preset("tiny").replace(hidden=8, steps=1))
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    model.initialize(x)
+    original, swapped, donor, clip = swap_experiment(model.eval(), x, seed=3)
+    perm = derangement(6, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z, eps = model.encode(x)
+        ref = model.decode(z[perm], eps).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(original, x.permute(0, 2, 3, 1).numpy()) and np.array_equal(swapped, ref)
+    assert np.array_equal(donor, original[perm.numpy()]) and clip.shape == (6,)

@@ -173,3 +173,17 @@ def test_presets_and_toml_configs(tmp_path):
             load_config(f)
     with pytest.raises(CifarbError, match="no such preset or file"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_decode_checked_reports_the_clipped_fraction():
+    model = _perturbed(preset("tiny"))
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        z, eps = model.encode(x)
+        same, clip = model.decode_checked(z, eps)
+        assert torch.equal(same, x) and float(clip.max()) == 0.0
+        y = model.flow_inverse(eps * 40, z)
+        big, clip = model.decode_checked(z, eps * 40)
+    ref = ((y < -0.5) | (y >= 0.5) | ~torch.isfinite(y)).flatten(1).float().mean(1)
+    assert torch.allclose(clip, ref) and float(clip.min()) > 0.2
+    assert big.dtype == torch.uint8

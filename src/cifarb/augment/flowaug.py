@@ -3,7 +3,9 @@
 For each image chosen (probability p) the flow encodes it into (z, eps); z is replaced by another
 training image's z (`swap`: any image, or one of the same class) or, with probability `resample`, by
 a fresh draw from the prior at temperature tau; the image is decoded with its own eps (structure kept,
-global look changed) and keeps its label.
+global look changed) and keeps its label. A decode that blows up (more than `max_clip` of its values
+outside the pixel range, which happens for (z, eps) pairs far from the training data) is discarded and
+the original image kept; `stats["rejected"]` counts them.
 
 Modes:
 - `online`: encode/decode the chosen images of every batch.
@@ -46,6 +48,7 @@ OPTIONS = (
     "flowaug_root",
     "flowaug_trust_local",
     "flowaug_seed",
+    "flowaug_max_clip",
 )
 _POOL_FORMAT = "cifarb-flowaug-pool/1"
 
@@ -142,6 +145,7 @@ class FlowAug(BatchAugmentation):
         root: str | Path | None = None,
         trust_local: bool = False,
         seed: int = 0,
+        max_clip: float = 0.2,
     ) -> None:
         if flow is None or str(flow) == "":
             raise CifarbError(
@@ -178,6 +182,9 @@ class FlowAug(BatchAugmentation):
         self.device = torch.device(device) if device else None
         self.cache = Path(cache) if cache else None
         self.progress = bool(progress)
+        if not 0.0 <= float(max_clip) <= 1.0:
+            raise CifarbError(f"flowaug_max_clip must be in [0, 1], got {max_clip}")
+        self.max_clip = float(max_clip)
         self.num_classes = int(num_classes)
         self.root, self.trust_local, self.seed = root, bool(trust_local), int(seed)
         # Set by attach(): the training set's z bank (for swaps across the whole set) and the offline pool.
@@ -186,7 +193,7 @@ class FlowAug(BatchAugmentation):
         self._index: dict[bytes, int] = {}
         self._pool: torch.Tensor | None = None
         self.pool_dir: Path | None = None
-        self.stats = {"online": 0, "pool_hits": 0, "pool_misses": 0}
+        self.stats = {"online": 0, "pool_hits": 0, "pool_misses": 0, "rejected": 0}
 
     # --- helpers ---------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -199,6 +206,7 @@ class FlowAug(BatchAugmentation):
             "swap": self.swap,
             "resample": self.resample,
             "pool": self.pool_size if self.mode == "offline" else None,
+            "max_clip": self.max_clip,
         }
 
     def _model_on(self, device: torch.device) -> Any:
@@ -233,14 +241,14 @@ class FlowAug(BatchAugmentation):
         return torch.cat(zs), torch.cat(es)
 
     @torch.no_grad()
-    def _decode(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        model = self.flow
-        return torch.cat(
-            [
-                model.decode(z[i : i + self.batch_size], eps[i : i + self.batch_size])
-                for i in range(0, len(z), self.batch_size)
-            ]
-        )
+    def _decode(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode in chunks; also return which images blew up (more than max_clip of values clipped)."""
+        outs, clips = [], []
+        for i in range(0, len(z), self.batch_size):
+            x, clip = self.flow.decode_checked(z[i : i + self.batch_size], eps[i : i + self.batch_size])
+            outs.append(x)
+            clips.append(clip)
+        return torch.cat(outs), torch.cat(clips) > self.max_clip
 
     def _new_z(
         self,
@@ -277,8 +285,13 @@ class FlowAug(BatchAugmentation):
         self._check_shape(images)
         z, eps = self._encode(images)
         z_new = self._new_z(z, labels, generator, self_index)
-        out = self._decode(z_new, eps)
-        return out.to(images.device), {"z": z, "eps": eps, "z_new": z_new}
+        out, rejected = self._decode(z_new, eps)
+        out = out.to(images.device)
+        # A blown-up decode would teach the classifier on garbage: keep the original image instead.
+        rejected = rejected.to(images.device)
+        out[rejected] = images[rejected]
+        self.stats["rejected"] += int(rejected.sum())
+        return out, {"z": z, "eps": eps, "z_new": z_new, "rejected": rejected}
 
     # --- the training-set hook -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -320,6 +333,7 @@ class FlowAug(BatchAugmentation):
             "resample": self.resample,
             "pool": self.pool_size,
             "seed": seed,
+            "max_clip": self.max_clip,
         }
         blob = json.dumps(
             {"flow": self.loaded.sha256, "data": data_hash, "settings": settings}, sort_keys=True
@@ -364,7 +378,11 @@ class FlowAug(BatchAugmentation):
                     # Keyed per (seed, variant, chunk start): a shard's content does not depend on the others.
                     g = keyed_generator(seed, 0xF10A, v, b0)
                     z_new = self._new_z(z[b0:b1], labels[b0:b1], g, torch.arange(b0, b1))
-                    out[b0:b1, v] = self._decode(z_new, eps[b0:b1].to(z_new.device)).cpu()
+                    dec, rejected = self._decode(z_new, eps[b0:b1].to(z_new.device))
+                    dec, rejected = dec.cpu(), rejected.cpu()
+                    dec[rejected] = images[b0:b1][rejected]
+                    self.stats["rejected"] += int(rejected.sum())
+                    out[b0:b1, v] = dec
                     bar.update(b1 - b0)
             name = f"shard_{s0 // shard:04d}.npz"
             with atomic_path(folder / name, suffix=".npz") as tmp:
@@ -465,6 +483,7 @@ def make_flowaug(num_classes: int, **opts: Any) -> FlowAug:
         root=opts.get("flowaug_root"),
         trust_local=opts.get("flowaug_trust_local", False),
         seed=opts.get("flowaug_seed", 0),
+        max_clip=opts.get("flowaug_max_clip", 0.2),
         batch_size=opts.get("flowaug_batch_size", 256),
         device=opts.get("flowaug_device"),
         cache=opts.get("flowaug_cache"),

@@ -1,6 +1,7 @@
 """Is the global code global? Border-vs-centre colour change under z swaps, with a bootstrap CI, and FlowAug figures.
 
 Run: python -m cifarb.flows.analysis --flow FLOW --root ../shared/data --trust-local [--figure GRID.png]
+The measure is reported over the swaps FlowAug would keep (not blown up) and over all swaps.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def swap_experiment(model: Any, images_nchw: torch.Tensor, *, seed: int = 0, batch_size: int = 256
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(original, swapped, donor) uint8 NHWC: each image decoded with the z of a random other image."""
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(original, swapped, donor) uint8 NHWC and the clipped fraction of each swapped decode: each image
+    decoded with the z of a random other image."""
     g = torch.Generator().manual_seed(seed)
     partner = derangement(len(images_nchw), g)
     zs, es = [], []
@@ -107,10 +109,13 @@ def swap_experiment(model: Any, images_nchw: torch.Tensor, *, seed: int = 0, bat
         zs.append(z)
         es.append(e)
     z, eps = torch.cat(zs), torch.cat(es)
-    out = torch.cat([model.decode(z[partner][i : i + batch_size], eps[i : i + batch_size])
-                     for i in range(0, len(z), batch_size)])
+    outs, clips = [], []
+    for i in range(0, len(z), batch_size):
+        x, clip = model.decode_checked(z[partner][i : i + batch_size], eps[i : i + batch_size])
+        outs.append(x)
+        clips.append(clip)
     to_np = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
-    return to_np(images_nchw), to_np(out), to_np(images_nchw[partner])
+    return to_np(images_nchw), to_np(torch.cat(outs)), to_np(images_nchw[partner]), torch.cat(clips).numpy()
 
 
 @torch.no_grad()
@@ -136,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trust-local", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--max-clip", type=float, default=0.2,
+                    help="swaps with more clipped values count as blown up (FlowAug keeps the original)")
     ap.add_argument("--figure", help="also write the original | donor | swapped | resampled grid here")
     ap.add_argument("--json", help="write the result as JSON here")
     args = ap.parse_args(argv)
@@ -146,9 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_flow(args.flow)
     test = load_cifar("cifar10", "test", args.root, args.trust_local)
     x = torch.from_numpy(np.ascontiguousarray(test.images.transpose(0, 3, 1, 2)))
-    original, swapped, donor = swap_experiment(loaded.model, x, seed=args.seed)
-    res = globality(original, swapped, donor, bootstrap=args.bootstrap, seed=args.seed)
-    out = {"flow": str(loaded.path), "flow_sha256": loaded.sha256, **asdict(res)}
+    original, swapped, donor, clip = swap_experiment(loaded.model, x, seed=args.seed)
+    ok = clip <= args.max_clip
+    res = globality(original[ok], swapped[ok], donor[ok], bootstrap=args.bootstrap, seed=args.seed)
+    res_all = globality(original, swapped, donor, bootstrap=args.bootstrap, seed=args.seed)
+    out = {"flow": str(loaded.path), "flow_sha256": loaded.sha256, "images": len(clip),
+           "blown_up_fraction": float((~ok).mean()), "max_clip": args.max_clip,
+           "accepted_swaps": asdict(res), "all_swaps": asdict(res_all)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:

@@ -220,6 +220,14 @@ class GlobalLocalFlow(nn.Module):
         """(z, eps) -> uint8 images; with a different z the same eps keeps the structure, changes the look."""
         return input_to_pixels(self.flow_inverse(eps, z), self.cfg.n_bins)
 
+    def decode_checked(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """decode() plus, per image, the fraction of values that fell outside the pixel range (or were not
+        finite) before clipping: a (z, eps) pair far from the training data can blow up in the inverse."""
+        y = self.flow_inverse(eps, z)
+        bad = ~torch.isfinite(y) | (y < -0.5) | (y >= 0.5)
+        y = torch.nan_to_num(y, nan=0.0, posinf=0.5, neginf=-0.5)
+        return input_to_pixels(y, self.cfg.n_bins), bad.flatten(1).float().mean(1)
+
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """n new images: z ~ p(z) and eps ~ N(0, I), both with standard deviations scaled by `temperature`."""
         z = self.sample_z(n, temperature, generator)
