@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from cifarb.augment import available
 from cifarb.train import TrainConfig
@@ -12,6 +13,15 @@ from cifarb.train.engine import run
 from test_train_helpers import write_cifar10_root
 
 SPECS = [a for a in available() if a != "flowaug"] + ["standard+mixup", "standard+cutmix", "cutout+standard"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny batches: one thread avoids thread hand-off costs that dominate on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +47,32 @@ def test_augmentation_trains_one_epoch(root, tmp_path, spec, jsd):
     if spec == "augmix":
         # JSD needs the clean view plus two augmented views per image
         assert manifest["augment"]["views"] == (3 if jsd else 1)
+
+
+def test_flowaug_gets_the_training_set_and_trains(root, tmp_path):
+    from cifarb.cli import main
+    from cifarb.flows.checkpoint import FORMAT, FORMAT_VERSION
+    from cifarb.flows.configs import preset
+    from cifarb.flows.model import GlobalLocalFlow
+
+    # a tiny untrained flow in the checkpoint format of `cifarb flow train`
+    cfg = preset("tiny").replace(hidden=8, steps=1, z_dim=4, enc_channels=4, seed=0)
+    torch.manual_seed(0)
+    flow = GlobalLocalFlow(cfg)
+    flow.initialize(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8))
+    ckpt = tmp_path / "flow.pt"
+    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(), "model": flow.state_dict(),
+                "epoch": 1, "dataset": "cifar10"}, ckpt)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "cifar10", "--arch", "resnet20", "--aug", "standard+flowaug", "--flow", str(ckpt),
+            "--flowaug-p", "1.0", "--flowaug-swap", "class", "--epochs", "1", "--batch-size", "8", "--root",
+            str(root), "--trust-local", "--out", str(out), "--no-eval", "--no-progress"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (piece,) = [p for p in manifest["augment"]["pieces"] if p["name"] == "flowaug"]
+    assert piece["p"] == 1.0 and piece["swap"] == "class" and piece["flow_sha256"]
+    assert manifest["config"]["flow"] == str(ckpt)
+    # without --flow, the same command is refused before anything is written
+    argv_no_flow = [a for a in argv if a not in ("--flow", str(ckpt))]
+    argv_no_flow[argv_no_flow.index("--out") + 1] = str(tmp_path / "r2")
+    assert main(argv_no_flow) == 2 and not (tmp_path / "r2").exists()

@@ -188,7 +188,8 @@ def _build_pipeline(cfg: TrainConfig, recipe: Recipe, num_classes: int, mean: An
         opts.update(
             flowaug_flow=cfg.flow, flowaug_p=cfg.flowaug_p, flowaug_tau=cfg.flowaug_tau,
             flowaug_mode=cfg.flowaug_mode, flowaug_swap=cfg.flowaug_swap,
-            flowaug_root=cfg.root, flowaug_trust_local=cfg.trust_local,
+            flowaug_root=cfg.root, flowaug_trust_local=cfg.trust_local, flowaug_seed=cfg.seed,
+            flowaug_progress=cfg.progress,
         )
     try:
         return build_pipeline(cfg.aug, num_classes=num_classes, seed=cfg.seed, **opts)
@@ -265,6 +266,10 @@ class Trainer:
         if p.compile:
             self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
         self.optimizer = _make_optimizer(self.model, r)
+        # pieces that need the whole training set (FlowAug's latent bank / offline pool) get it once here
+        for piece in getattr(p.pipeline, "pieces", ()):
+            if callable(getattr(piece, "attach", None)):
+                piece.attach(p.train_images, p.train_labels, seed=cfg.seed)
         self.batches = TrainBatches(
             p.train_images, p.train_labels, r.batch_size, seed=cfg.seed, pipeline=p.pipeline,
             workers=p.workers, device=self.device, rank=self.info.rank, world=self.info.world,
