@@ -15,7 +15,7 @@ def test_fastnet_on_the_real_slice_writes_a_valid_evaluation(shared_data, tmp_pa
 
     out = tmp_path / "run"
     argv = ["train", "--dataset", "cifar10", "--arch", "fastnet", "--aug", "standard", "--epochs", "1",
-            "--limit-train", "512", "--root", str(shared_data), "--trust-local", "--out", str(out), "--no-progress"]
+            "--limit-train", "256", "--root", str(shared_data), "--trust-local", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     result = json.loads((out / "eval" / "cifar10-b.json").read_text())
     validate_result(result)
@@ -30,4 +30,4 @@ def test_fastnet_on_the_real_slice_writes_a_valid_evaluation(shared_data, tmp_pa
     assert len(preds) == 1017 and (preds["index"].to_numpy() == range(1017)).all()
     assert (preds["prediction"] == preds["label"]).mean() == pytest.approx(result["accuracy"])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["data"]["train"]["n_used"] == 512 and manifest["data"]["train"]["n_images"] == 5085
+    assert manifest["data"]["train"]["n_used"] == 256 and manifest["data"]["train"]["n_images"] == 5085

@@ -72,6 +72,7 @@ class Plan:
     std: tuple[float, ...]
     arch_options: dict[str, Any]
     build_options: dict[str, Any]
+    model: nn.Module  # freshly initialised with torch.manual_seed(seed)
     device: torch.device
     dist: ddp.DistInfo
     workers: int
@@ -147,8 +148,8 @@ def plan(
 
     pipeline = _build_pipeline(cfg, recipe, num_classes, mean, std)
     build_options, arch_options = _model_options(cfg)
-    # building once here catches bad architecture options before the run directory exists
-    _build_model(cfg.arch, num_classes, build_options, seed=cfg.seed)
+    # building here catches bad architecture options (and failed weight downloads) before anything is written
+    model = _build_model(cfg.arch, num_classes, build_options, seed=cfg.seed)
 
     train_set, test_set, data_info = _load_data(cfg, data)
     train_images = to_nchw(train_set.images)
@@ -172,7 +173,7 @@ def plan(
         train_images=train_images, train_labels=train_labels,
         test_images=to_nchw(test_set.images), test_labels=torch.as_tensor(test_set.labels, dtype=torch.int64),
         data_info=data_info, pipeline=pipeline, num_classes=num_classes, mean=tuple(mean), std=tuple(std),
-        arch_options=arch_options, build_options=build_options, device=device, dist=info, workers=workers,
+        arch_options=arch_options, build_options=build_options, model=model, device=device, dist=info, workers=workers,
         amp=cfg.amp if cfg.amp is not None else cuda, compile=cfg.compile if cfg.compile is not None else cuda,
     )
 
@@ -249,7 +250,7 @@ class Trainer:
         self.device = p.device
         self.info = p.dist
         cfg, r = p.cfg, p.recipe
-        self.model = _build_model(cfg.arch, p.num_classes, p.build_options, seed=cfg.seed).to(self.device)
+        self.model = p.model.to(self.device)
         self.mean_t = torch.tensor(p.mean, device=self.device)
         self.std_t = torch.tensor(p.std, device=self.device)
         if r.data_init and hasattr(self.model, "init_whitening"):
