@@ -48,7 +48,7 @@ def test_run_directory_contract(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     for r in lines:
         assert EPOCH_KEYS <= set(r) and r["event"] == "epoch"
-        assert 0 < r["test_bpd"] < 16 and r["lr"] >= 0 and r["elapsed_s"] > 0
+        assert 0 < r["test_bpd"] < 16 and r["lr"] >= 0 and r["elapsed_s"] > 0 and r["cpu_s"] > 0
     assert lines[1]["elapsed_s"] > lines[0]["elapsed_s"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "flow" and manifest["config"]["hidden"] == 8 and manifest["epochs"] == 2

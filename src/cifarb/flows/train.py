@@ -206,7 +206,7 @@ def train_flow(
     torch.manual_seed(cfg.seed)
     model = GlobalLocalFlow(cfg).to(dev)
     opt = make_optimizer(model, cfg)
-    start_epoch, step, elapsed, best = 0, 0, 0.0, math.inf
+    start_epoch, step, elapsed, best, cpu = 0, 0, 0.0, math.inf, 0.0
     if resume:
         state = rundir.load_checkpoint("last.pt") if rundir.checkpoint_path("last.pt").exists() else None
         if state is not None:
@@ -215,6 +215,7 @@ def train_flow(
             opt.load_state_dict(state["optimizer"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             elapsed, best = float(state["elapsed_s"]), float(state.get("best_test_bpd", math.inf))
+            cpu = float(state.get("cpu_s", 0.0))
             torch.set_rng_state(state["torch_rng"])
             say(f"resuming {out} after epoch {start_epoch}")
         rundir.truncate_epochs(start_epoch)
@@ -244,7 +245,7 @@ def train_flow(
         model.initialize(data.train[idx].to(dev))
     model.train()
     for epoch in range(start_epoch + 1, n_epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # The epoch's order and flips depend only on (seed, epoch), so a resumed run sees the same data.
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         order = torch.randperm(len(data.train), generator=g)
@@ -281,6 +282,7 @@ def train_flow(
         write_epoch_grid(model, data.test, rundir.path / "samples" / f"epoch_{epoch:04d}.png", cfg, dev)
         epoch_s = time.perf_counter() - t0
         elapsed += epoch_s
+        cpu += time.process_time() - c0  # CPU seconds of this process: robust to a busy, shared machine
         state = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -290,6 +292,7 @@ def train_flow(
             "epoch": epoch,
             "step": step,
             "elapsed_s": elapsed,
+            "cpu_s": cpu,
             "test_bpd": test_bpd,
             "best_test_bpd": min(best, test_bpd),
             "torch_rng": torch.get_rng_state(),
@@ -309,6 +312,7 @@ def train_flow(
             "lr": lr,
             "elapsed_s": round(elapsed, 3),
             "epoch_s": round(epoch_s, 3),
+            "cpu_s": round(cpu, 3),
         })
         say(f"epoch {epoch}/{n_epochs}: train {sum_bpd / seen:.4f} bpd, test {test_bpd:.4f} bpd "
             f"(KL {test_kl:.4f}), {epoch_s:.1f} s")
