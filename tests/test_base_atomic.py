@@ -81,3 +81,12 @@ def test_digests_match_known_values(tmp_path):
     assert file_digest(f, "sha256") == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
     assert file_digest(f, "md5") == "b1946ac92492d2347c6235b4d2611184"
     assert file_digest(f, "gitblob") == git_blob_sha1(f)
+
+
+def test_written_files_get_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644

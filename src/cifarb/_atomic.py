@@ -30,6 +30,12 @@ def os_error_message(path: Path | str, exc: OSError) -> str:
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on failure remove it."""
@@ -39,6 +45,8 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+        # mkstemp creates 0600; give the final file the mode a plain open() would (0666 minus umask)
+        os.fchmod(fd, 0o666 & ~_current_umask())
         os.close(fd)
     except OSError as exc:
         raise CifarbError(os_error_message(target, exc)) from None
