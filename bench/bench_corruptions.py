@@ -170,8 +170,8 @@ def write_grid(path: Path, image: np.ndarray, scale: int = 3) -> None:
                 ax.set_title(["clean", "severity 1", "severity 3", "severity 5"][c], fontsize=8)
             if c == 0:
                 ax.set_ylabel(name + ("*" if name == "frost" else ""), rotation=0, ha="right", va="center", fontsize=8)
-    fig.text(0.01, 0.002, "* frost: procedural substitute for the reference's photographs", fontsize=7)
-    fig.tight_layout(pad=0.3)
+    fig.suptitle("* frost: procedural substitute for the photographs", fontsize=7, y=0.999)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.992))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -22,6 +22,7 @@ from cifarb.data.corruptions import (
     REGISTRY,
     SEVERITIES,
     check_name,
+    check_seed,
     check_severity,
     corrupt,
     parameters_table,
@@ -142,8 +143,7 @@ def make_c(
     sevs = sorted({check_severity(s) for s in severities})
     if not sevs:
         raise CifarbError("no severities selected; give some of 1-5")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CifarbError(f"the seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     folder = folder_name(dataset)
     images = np.asarray(image_set.images)
     labels = np.asarray(image_set.labels)
