@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from cifarb.data.corruptions import (
@@ -183,3 +185,19 @@ def test_bad_inputs_give_clear_errors(images):
     with pytest.raises(CifarbError, match="indices must be 12 non-negative integers"):
         corrupt(images, "fog", 1, indices=[0, 1])
     assert corrupt(images[:0], "fog", 1).shape == (0, 32, 32, 3)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    name=st.sampled_from(sorted(RANDOM)),
+    severity=st.integers(1, 5),
+    cuts=st.lists(st.integers(1, 11), max_size=3),
+    seed=st.integers(0, 2**32),
+)
+def test_any_batching_gives_the_same_pixels(name, severity, cuts, seed):
+    x = natural_images(12, seed=3)
+    idx = np.arange(1000, 1012)  # official indices far from 0..N-1: streams are keyed by them
+    whole = corrupt(x, name, severity, seed, idx)
+    bounds = [0, *sorted(set(cuts)), 12]
+    parts = [corrupt(x[a:b], name, severity, seed, idx[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+    assert np.array_equal(np.concatenate(parts), whole)

@@ -221,3 +221,13 @@ def test_make_c_command_never_imports_torch(tmp_path, fake_root):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("ok")
     assert len(list((tmp_path / "gen" / "CIFAR-10-C").glob("*.npy"))) == 20
+
+
+def test_cifar100_folder_and_local_name(tmp_path):
+    s = image_set(4)
+    s.labels = np.array([0, 42, 99, 7])
+    target = make_c(s, tmp_path, dataset="cifar100", corruptions=["contrast"], severities=[3], progress=False)
+    assert target.name == "CIFAR-100-C"
+    marker = json.loads((target / MARKER_NAME).read_text())
+    assert marker["name"] == "cifar100-c-local" and marker["dataset"] == "cifar100"
+    assert np.array_equal(np.load(target / "labels.npy"), [0, 42, 99, 7])
