@@ -91,6 +91,11 @@ def format_result(result: Mapping[str, Any], title: str | None = None) -> str:
     if result.get("macro_std") is not None:
         parts.append("MacroStd noise floor: its mean with no subgroup effect at these cell sizes; "
                      "excess = MacroStd - floor.")
+        if boot:
+            # resampling adds its own cell noise, so these intervals sit above (MacroStd) or below (worst
+            # cases) the estimate; users ask why, so say it where the numbers are
+            parts.append("CIs of MacroStd, excess, worst cases and gap are percentile intervals of biased "
+                         "statistics and need not contain the estimate (docs/metrics.md).")
     sub = subgroup_lines(result)
     if sub:
         parts += ["", *sub]
