@@ -1,11 +1,13 @@
 """Flow and FlowAug speed: encode/decode throughput, and the training-step overhead of `flowaug` vs `standard`.
 
 Run: python bench/bench_flow.py [--flow docs/assets/flow_small.pt] [--arch fastnet] [--steps 6] [--rounds 3]
+         [--normflows-path DIR]   (pip install --no-deps --target DIR normflows: the TARGETS.md anchor)
 
 Every ratio is measured in this run, in alternating rounds (median of each side), so machine noise hits
 both sides alike:
   - encode / decode: images per second of the flow, against one forward pass of the classifier being
     trained (`--arch`) on the same images as the in-run reference;
+  - flow training: images/s of an optimizer step of our flow vs the normflows Glow of TARGETS.md;
   - training overhead: seconds per `cifarb.train` step with `standard+flowaug` (offline pool, online)
     divided by seconds per step with `standard`, same model, batches and seeds. The offline pool is
     built (or loaded from the cache) before timing; its one-off cost is reported separately.
@@ -40,6 +42,72 @@ def _median_pair(a_fn, b_fn, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def _normflows_glow(levels: int = 3, steps: int = 8, hidden: int = 128):
+    """The TARGETS.md anchor: normflows' Glow (its CIFAR example, unconditional GlowBase priors)."""
+    import normflows as nf
+
+    shape, q0, merges, flows = (3, 32, 32), [], [], []
+    for i in range(levels):
+        flows.append([nf.flows.GlowBlock(3 * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True)
+                      for _ in range(steps)] + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (shape[0] * 2 ** (levels - i), shape[1] // 2 ** (levels - i), shape[2] // 2 ** (levels - i))
+        else:
+            latent = (shape[0] * 2 ** (levels + 1), shape[1] // 2**levels, shape[2] // 2**levels)
+        q0.append(nf.distributions.GlowBase(latent))
+    return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+
+
+def _flow_training_steps(args, x: torch.Tensor) -> None:
+    """Images/s of one optimizer step of our flow (its own config) vs the normflows anchor, same batches."""
+    import sys
+
+    from cifarb.flows.checkpoint import read_flow_checkpoint
+    from cifarb.flows.configs import config_from_dict
+    from cifarb.flows.model import GlobalLocalFlow
+    from cifarb.flows.train import make_optimizer
+
+    cfg = config_from_dict(read_flow_checkpoint(Path(args.flow))["config"])
+    batch = x[: cfg.batch_size]
+    ours = GlobalLocalFlow(cfg)
+    ours.initialize(batch)
+    opt = make_optimizer(ours, cfg)
+
+    def step_ours():
+        for _ in range(args.flow_steps):
+            loss = ours.loss_terms(batch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    if args.normflows_path:
+        sys.path.insert(0, args.normflows_path)
+    try:
+        ref = _normflows_glow()
+    except ImportError:
+        t, _ = _median_pair(step_ours, lambda: None, args.rounds)
+        print(f"flow train step ({cfg.name}, batch {len(batch)}): {args.flow_steps * len(batch) / t:6.0f} img/s "
+              "(normflows not importable: no reference; pass --normflows-path)")
+        return
+    ref_opt = torch.optim.Adamax(ref.parameters(), lr=1e-3)
+    xf = (batch.float() + torch.rand(batch.shape)) / 256  # normflows' example: data in [0, 1), jittered
+    ref.forward_kld(xf)  # ActNorm data initialisation
+
+    def step_ref():
+        for _ in range(args.flow_steps):
+            loss = ref.forward_kld(xf)
+            ref_opt.zero_grad()
+            loss.backward()
+            ref_opt.step()
+
+    t_ours, t_ref = _median_pair(step_ours, step_ref, args.rounds)
+    n = args.flow_steps * len(batch)
+    print(f"flow train step, batch {len(batch)}: ours ({cfg.name}: L={cfg.levels} K={cfg.steps} hidden {cfg.hidden}, "
+          f"+ encoder) {n / t_ours:6.0f} img/s, normflows Glow (L=3 K=8 hidden 128) {n / t_ref:6.0f} img/s "
+          f"-> ours {t_ref / t_ours:.2f}x the anchor's speed")
+
+
 def _trainer(aug: str, args, tmp: Path, **flow_opts):
     from cifarb.train.config import TrainConfig
     from cifarb.train.engine import Trainer, plan
@@ -59,6 +127,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="training steps per timed round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--flow-steps", type=int, default=3, help="flow optimizer steps per timed round")
+    ap.add_argument("--normflows-path", help="folder holding the normflows package (the anchor's reference)")
+    ap.add_argument("--skip-train", action="store_true", help="skip the cifarb.train overhead part")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,6 +183,11 @@ def main() -> None:
         online(x[i : i + 128], labels[i : i + 128], g)
     t_online = time.perf_counter() - t
     print(f"flowaug online, p=0.5, batch 128: {n / t_online:8.0f} img/s (augmentation alone)")
+
+    # --- flow training speed vs the normflows anchor -----------------------------------------------------------
+    _flow_training_steps(args, x)
+    if args.skip_train:
+        return
 
     # --- training overhead in cifarb.train -------------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp_s:
