@@ -15,15 +15,15 @@ from test_train_helpers import write_cifar10_root
 
 pytestmark = pytest.mark.subprocess
 
-# Each rank trains through the real engine; ranks other than 0 fail loudly if they touch the run directory,
-# and every rank dumps its final weights so the test can compare them.
+# Each rank runs `cifarb train` (cli.main, as `torchrun -m cifarb train` does); ranks other than 0 fail loudly
+# if they touch the run directory, and every rank dumps its final weights so the test can compare them.
 SCRIPT = textwrap.dedent(
     """
     import os, sys
     import torch
+    from cifarb.cli import main
     from cifarb.runs import rundir
-    from cifarb.train import TrainConfig
-    from cifarb.train.engine import run
+    from cifarb.train import engine
 
     rank = int(os.environ["RANK"])
     if rank != 0:
@@ -32,11 +32,18 @@ SCRIPT = textwrap.dedent(
         for name in ("create", "write_manifest", "append_metrics", "truncate_epochs", "save_checkpoint",
                      "write_eval", "write_predictions"):
             setattr(rundir.RunDir, name, refuse)
+    # keep the trained model of this rank: the CLI only prints the run directory
+    results = []
+    real_run = engine.run
+    engine.run = lambda cfg, given=None: results.append(real_run(cfg, given)) or results[-1]
     root, out, dump = sys.argv[1:4]
-    cfg = TrainConfig(dataset="cifar10", arch="resnet20", aug="standard", epochs=2, batch_size=16, root=root,
-                      trust_local=True, out=out, eval=False, progress=False)
-    result = run(cfg)
-    torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, f"{dump}/rank{rank}.pt")
+    status = main(["train", "--dataset", "cifar10", "--arch", "resnet20", "--aug", "standard", "--epochs", "2",
+                   "--batch-size", "16", "--root", root, "--trust-local", "--out", out, "--no-eval",
+                   "--no-progress"])
+    if status == 0:
+        state = {k: v.detach().cpu() for k, v in results[0].model.state_dict().items()}
+        torch.save(state, f"{dump}/rank{rank}.pt")
+    sys.exit(status)
     """
 )
 
@@ -54,6 +61,7 @@ def test_two_cpu_processes_train_identical_weights(tmp_path):
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(str(out)) == 1  # rank 0 alone reports the run directory
 
     w0 = torch.load(dump / "rank0.pt")
     w1 = torch.load(dump / "rank1.pt")

@@ -165,7 +165,7 @@ def plan(
     if recipe.batch_size % info.world:
         raise UsageError(f"--batch-size {recipe.batch_size} must be divisible by the {info.world} DDP processes")
     if pipeline.has_sample_stage:
-        workers = cfg.workers if cfg.workers is not None else min(4, max(1, (os.cpu_count() or 2) // info.world - 1))
+        workers = cfg.workers if cfg.workers is not None else min(8, max(1, (os.cpu_count() or 2) // info.world - 1))
     else:
         workers = 0
     return Plan(
