@@ -73,7 +73,7 @@ def test_every_contract_name_builds_lazily():
 def test_exact_parameter_counts(num_classes):
     assert _n_params(_meta("resnet18", num_classes)) == _resnet18_count(num_classes)
     assert _n_params(_meta("wrn28_10", num_classes)) == _wrn_count(28, 10, num_classes)
-    assert _n_params(_meta("fastnet", num_classes)) == _fastnet_count((64, 256, 256), 24, num_classes)
+    assert _n_params(_meta("fastnet", num_classes)) == _fastnet_count((64, 128, 256), 24, num_classes)
     for name, depth in (("resnet18_imagenet", 18), ("resnet50_imagenet", 50)):
         m = _meta(name, num_classes, pretrained=False)
         # torchvision's published ImageNet sizes, with the 1000-way head swapped for num_classes
@@ -85,7 +85,8 @@ def test_exact_parameter_counts(num_classes):
 def test_well_known_sizes_for_ten_classes():
     assert _n_params(_meta("resnet18")) == 11_173_962  # kuangliu/pytorch-cifar
     assert _n_params(_meta("wrn28_10")) == 36_479_194  # Zagoruyko & Komodakis: 36.5 M
-    assert _n_params(_meta("fastnet")) == 1_972_792
+    assert _n_params(_meta("fastnet")) == 1_161_272
+    assert _n_params(_meta("fastnet", widths=(64, 256, 256))) == 1_972_792  # airbench94's widths
     assert _n_params(_meta("wrn28_10", depth=16, widen_factor=4)) == _wrn_count(16, 4, 10)
 
 

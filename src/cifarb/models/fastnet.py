@@ -41,7 +41,7 @@ class FastNet(nn.Module):
     def __init__(
         self,
         num_classes: int = 10,
-        widths: tuple[int, int, int] = (64, 256, 256),
+        widths: tuple[int, int, int] = (64, 128, 256),
         stem_width: int = 24,
         scale: float = 1 / 9,
     ) -> None:
@@ -91,9 +91,12 @@ class FastNet(nn.Module):
 
 
 def fastnet(num_classes: int = 10, **options: Any) -> FastNet:
-    """The default fastnet: widths 64/256/256, 1.97 M parameters for 10 classes.
+    """The default fastnet: widths 64/128/256, 1.16 M parameters for 10 classes.
 
-    Options: `widths` (three ints), `stem_width` (even, at most 24), `scale` (logit multiplier).
+    Options: `widths` (three ints; airbench94's are (64, 256, 256)), `stem_width` (even, at most 24),
+    `scale` (logit multiplier). On the 5,085-image real slice, 256 channels in the middle group cost
+    1.4x the time per epoch and gave no better accuracy after 12 epochs (78.7 % vs 78.9 %), so the
+    CPU default keeps 128; with full CIFAR-10 on a GPU, airbench's widths are the better choice.
     """
     allowed = {"widths", "stem_width", "scale"}
     unknown = sorted(set(options) - allowed)
