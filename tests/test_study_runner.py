@@ -147,7 +147,7 @@ def test_bundled_configs_expand() -> None:
     cpu = load_config("cpu-slice")
     assert {c.arch for c in cpu.cells} == {"fastnet"}
     assert {c.seed for c in cpu.cells} == {0, 1}
-    assert {"standard", "autoaugment", "augmix", "mixup"} <= {c.aug for c in cpu.cells}
+    assert {"standard", "standard+autoaugment", "standard+augmix", "standard+mixup"} <= {c.aug for c in cpu.cells}
     assert all(c.settings.trust_local and c.settings.root == "../shared/data" for c in cpu.cells)
     paper = load_config("paper")
     assert {c.dataset for c in paper.cells} == {"cifar10", "cifar100"}

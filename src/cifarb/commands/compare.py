@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="paired bootstrap of two runs on the same images (CI of the MacroStd difference)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: cifarb compare runs/study-cpu/cifar10-fastnet-mixup-s0 "
+        epilog="example: cifarb compare runs/study-cpu/cifar10-fastnet-standard_mixup-s0 "
         "runs/study-cpu/cifar10-fastnet-standard-s0",
     )
     p.add_argument("run_a", metavar="RUNDIR_A")
