@@ -151,7 +151,7 @@ def test_bundled_configs_expand() -> None:
     assert all(c.settings.trust_local and c.settings.root == "../shared/data" for c in cpu.cells)
     paper = load_config("paper")
     assert {c.dataset for c in paper.cells} == {"cifar10", "cifar100"}
-    flow = [c for c in paper.cells if c.aug == "flowaug"]
+    flow = [c for c in paper.cells if c.aug == "standard+flowaug"]
     assert flow and all("--flow" in c.settings.train_args for c in flow)
     assert paper.slurm["gpus_per_node"] == 1
 
