@@ -8,7 +8,8 @@ images, the augmentation pipeline (batched crop/flip on the tensor; per-sample p
 worker), normalisation, channels_last, label-smoothed loss, SGD with param groups, the per-step LR
 schedule and NaN check. The bare loop feeds pre-made normalised channels_last float batches to
 forward / cross-entropy / backward / SGD step, with nothing else. Both run the same architecture and
-batch size on the same device; they are interleaved over repetitions and summarised by their medians,
+batch size on the same device (the bare loop trains a copy of cifarb's freshly initialised
+module); they are interleaved over repetitions and summarised by their medians,
 so a machine shared with other work affects them alike. Images: the real 5,085-image training slice of
 ../shared/data when present (--root), else the bundled 1,017-image sample.
 """
@@ -16,6 +17,7 @@ so a machine shared with other work affects them alike. Images: the real 5,085-i
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -24,7 +26,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cifarb.models import build_model
 from cifarb.train import TrainConfig
 from cifarb.train.engine import Trainer, plan
 
@@ -73,7 +74,8 @@ class Bare:
     def __init__(self, trainer: Trainer) -> None:
         p = trainer.p
         self.dev = trainer.device
-        self.model = build_model(p.cfg.arch, num_classes=10).to(self.dev, memory_format=torch.channels_last)
+        # the very module cifarb trains, copied before its first step (same init, whitening included)
+        self.model = copy.deepcopy(trainer.model)
         r = p.recipe
         self.opt = torch.optim.SGD(self.model.parameters(), lr=r.lr * 0.1, momentum=r.momentum,
                                    nesterov=r.nesterov, weight_decay=r.weight_decay)
