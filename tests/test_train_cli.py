@@ -235,3 +235,13 @@ def test_imagenet_architecture_from_random_init_at_32px(root, tmp_path):
     for key, value in loaded.module.state_dict().items():
         assert torch.equal(value, ckpt["model"][key]), key
     assert main(base_args(root, tmp_path / "r2", "--pretrained", "--epochs", "1")) == 2  # resnet20: no weights
+
+
+def test_resume_repairs_a_log_line_lost_in_a_crash(root, tmp_path):
+    out = tmp_path / "run"
+    assert main(base_args(root, out, "--epochs", "2", "--aug", "none", "--no-eval")) == 0
+    full = (out / "metrics.jsonl").read_text()
+    # a crash between writing the checkpoint and appending its line loses the last line
+    (out / "metrics.jsonl").write_text(full.splitlines(keepends=True)[0])
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert (out / "metrics.jsonl").read_text() == full
