@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +272,29 @@ def test_slurm_path_through_submitit_local_executor_pickles_cells(tmp_path: Path
     outcomes = run_study(study, launcher="slurm", cluster="local", progress=False)
     assert sorted(o.name for o in outcomes if o.ok and o.ran == ["train"]) == [c.name for c in study.cells]
     assert [p.state for p in plan_study(study)] == ["done", "done"]
+
+
+@pytest.mark.subprocess
+def test_sigterm_stops_running_children(tmp_path: Path, fake: Path, monkeypatch) -> None:
+    # a train that hangs: the study must not leave it running when the study itself is terminated
+    slow = tmp_path / "slow.py"
+    slow.write_text("import os, sys, time\nopen(os.environ['PIDFILE'], 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
+    cfg = _config(tmp_path, archs=["fastnet"], augs=["standard"], seeds=[0],
+                  train_command=[sys.executable, str(slow)])
+    path = _write_toml(tmp_path / "s.toml", cfg)
+    pidfile = tmp_path / "child.pid"
+    env = {**os.environ, "PIDFILE": str(pidfile)}
+    study = subprocess.Popen([sys.executable, "-m", "cifarb", "study", str(path), "--no-progress"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline and study.poll() is None, study.communicate()
+        time.sleep(0.1)
+    child = int(pidfile.read_text())
+    study.send_signal(signal.SIGTERM)
+    _, err = study.communicate(timeout=60)
+    assert study.returncode == 130 and "interrupted" in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the hanging child is gone, not orphaned
+    log = (tmp_path / "study" / "_logs" / "cifar10-fastnet-standard-s0.log").read_text()
+    assert "exit status -15" in log

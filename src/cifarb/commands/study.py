@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from cifarb.commands._common import positive_int
 
@@ -66,6 +68,10 @@ def _describe(plan) -> str:  # noqa: ANN001 - CellPlan, imported lazily
     return ", ".join([s for s in [steps] if s] + evals) or "nothing"
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     from cifarb.study.config import load_config
     from cifarb.study.runner import plan_study, run_study
@@ -99,15 +105,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"  FAIL  {outcome.name}: {outcome.error}", flush=True)
 
+    # SIGTERM (kill, a scheduler ending the driver) stops the children like Ctrl-C does.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     jobs = args.jobs if args.jobs is not None else (1 if args.launcher == "local" else 0)
-    outcomes = run_study(
-        config,
-        launcher=args.launcher,
-        jobs=jobs,
-        cluster=args.submitit_cluster,
-        progress=not args.no_progress,
-        on_done=report,
-    )
+    try:
+        outcomes = run_study(
+            config,
+            launcher=args.launcher,
+            jobs=jobs,
+            cluster=args.submitit_cluster,
+            progress=not args.no_progress,
+            on_done=report,
+        )
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     failed = [o for o in outcomes if not o.ok]
     skipped = sum(o.skipped for o in outcomes)
     print(

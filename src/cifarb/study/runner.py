@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -198,19 +199,51 @@ def log_path(out: Path, cell: Cell) -> Path:
     return out / "_logs" / f"{cell.name}.log"
 
 
+# Children running right now, so an interrupted study can stop them instead of leaving orphans.
+_ACTIVE: set[subprocess.Popen] = set()
+_ACTIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def terminate_children(timeout: float = 30.0) -> None:
+    """Stop every child this process started (SIGTERM, then SIGKILL after `timeout`); no new ones start."""
+    _STOPPING.set()
+    with _ACTIVE_LOCK:
+        procs = list(_ACTIVE)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _run_logged(argv: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as fh:
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
         fh.write(f"\n=== {stamp} $ {' '.join(argv)}\n")
         fh.flush()
+        with _ACTIVE_LOCK:
+            if _STOPPING.is_set():
+                fh.write("=== not started: the study is stopping\n")
+                return 130
+            try:
+                proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                fh.write(f"cannot start {argv[0]}: {exc}\n")
+                return 127
+            _ACTIVE.add(proc)
         try:
-            proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
-        except OSError as exc:
-            fh.write(f"cannot start {argv[0]}: {exc}\n")
-            return 127
-        fh.write(f"=== exit status {proc.returncode}\n")
-        return proc.returncode
+            rc = proc.wait()
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(proc)
+        fh.write(f"=== exit status {rc}\n")
+        return rc
 
 
 def run_cell(
@@ -276,7 +309,9 @@ def run_local(
     if not todo:
         return outcomes
     bar = _bar(len(todo), progress)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    _STOPPING.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futures = {
             pool.submit(run_cell, p.cell, config.out, config.train_command, config.eval_command): p for p in todo
         }
@@ -289,7 +324,15 @@ def run_local(
             if on_done:
                 on_done(result)
             bar.update(1)
-    bar.close()
+    except BaseException:
+        # Ctrl-C or SIGTERM: stop the running children (training resumes from its last checkpoint on the
+        # next run) rather than waiting for them or leaving them orphaned.
+        pool.shutdown(wait=False, cancel_futures=True)
+        terminate_children()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
     return outcomes
 
 
