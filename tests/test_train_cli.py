@@ -245,3 +245,17 @@ def test_resume_repairs_a_log_line_lost_in_a_crash(root, tmp_path):
     (out / "metrics.jsonl").write_text(full.splitlines(keepends=True)[0])
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert (out / "metrics.jsonl").read_text() == full
+
+
+def test_a_manifest_that_cannot_be_written_leaves_no_run(root, tmp_path, capsys, monkeypatch):
+    from cifarb.errors import CifarbError
+    from cifarb.runs import RunDir
+
+    def disk_full(self, manifest):
+        raise CifarbError(f"no space left on the device while writing {self.manifest_path}")
+
+    monkeypatch.setattr(RunDir, "write_manifest", disk_full)
+    out = tmp_path / "run"
+    assert main(base_args(root, out, "--epochs", "1")) == 1
+    assert "no space left" in capsys.readouterr().err
+    assert not out.exists()

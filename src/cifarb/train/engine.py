@@ -7,6 +7,7 @@ uses autocast (bf16) and torch.compile; on CPU neither. The run ends with an eva
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -519,8 +520,16 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
             rundir.write_manifest(manifest)
         _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
     elif info.is_main:
+        existed = rundir.path.exists()
         rundir.create()
-        rundir.write_manifest(manifest_for(p, trainer))
+        try:
+            rundir.write_manifest(manifest_for(p, trainer))
+        except CifarbError:
+            # a full or read-only disk: leave no half-made run behind (an empty --out stays as it was)
+            for folder in (rundir.checkpoints_dir, *(() if existed else (rundir.path,))):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     ddp.barrier(info)
 
     epochs = int(cfg.epochs or 0)
