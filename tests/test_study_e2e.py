@@ -13,7 +13,7 @@ from test_train_helpers import write_cifar10_root
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_real_cell_trains_evaluates_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_cell_trains_evaluates_skips_when_done_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_cifar10_root(tmp_path / "data", n_train=40, n_test=30)
     assert main(["data", "make-c", "--dataset", "cifar10", "--root", str(root), "--trust-local",
                  "--out", str(tmp_path / "c"), "--corruptions", "gaussian_noise,fog", "--severities", "1,3",
