@@ -2,6 +2,7 @@
 
     python bench/bench_train_step.py [--arch fastnet] [--batch-size 256] [--steps 8] [--reps 5]
                                      [--augs standard,none,cutout,...] [--device auto]
+                                     [--workers N]
 
 "ours" is `Trainer.train_epoch` exactly as `cifarb train` runs it: keyed shuffling, gathering uint8
 images, the augmentation pipeline (batched crop/flip on the tensor; per-sample policies in a DataLoader
@@ -55,7 +56,7 @@ def make_trainer(args: argparse.Namespace, aug: str, data: tuple, out: Path) -> 
     cfg = TrainConfig(
         dataset="cifar10", arch=args.arch, aug=aug, epochs=1000, batch_size=args.batch_size,
         limit_train=args.batch_size * args.steps, out=str(out / aug.replace("+", "_")), eval=False,
-        progress=False, device=args.device, compile=False,
+        progress=False, device=args.device, compile=False, workers=args.workers,
     )
     return Trainer(plan(cfg, data=data))
 
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--aug-reps", type=int, default=2, help="repetitions for the other augmentations")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers for per-sample policies (default: cifarb's choice)")
     args = parser.parse_args()
     train, test, what = load_images(args.root)
     data = (train, test)

@@ -72,3 +72,18 @@ def test_corrupt_json_is_a_clear_error(tmp_path):
     run.manifest_path.write_text("{not json")
     with pytest.raises(CifarbError, match="not valid JSON"):
         run.read_manifest()
+
+
+def test_provenance_records_installed_versions_even_when_not_imported(monkeypatch):
+    import importlib.metadata
+    import sys
+
+    # a process that never imported torchvision (e.g. a fastnet + standard run) still records it
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    versions = provenance_info()["versions"]
+    try:
+        expected = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        expected = None
+    assert versions["torchvision"] == expected
+    assert versions["torchvision"] is None or versions["torchvision"].split("+")[0][0].isdigit()

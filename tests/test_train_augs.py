@@ -76,3 +76,17 @@ def test_flowaug_gets_the_training_set_and_trains(root, tmp_path):
     argv_no_flow = [a for a in argv if a not in ("--flow", str(ckpt))]
     argv_no_flow[argv_no_flow.index("--out") + 1] = str(tmp_path / "r2")
     assert main(argv_no_flow) == 2 and not (tmp_path / "r2").exists()
+
+
+def test_per_sample_policies_run_in_process_on_cpu_unless_workers_are_asked_for(root, tmp_path):
+    from cifarb.train.engine import plan
+
+    def workers(**kw):
+        cfg = TrainConfig(dataset="cifar10", arch="resnet20", aug="autoaugment", epochs=1, batch_size=8,
+                          root=str(root), trust_local=True, out=str(tmp_path / "run"), eval=False,
+                          progress=False, device="cpu", **kw)
+        return plan(cfg).workers
+
+    # on CPU the model's threads use every core; a worker process would compete with them
+    assert workers() == 0
+    assert workers(workers=2) == 2

@@ -97,7 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=_non_negative_float, metavar="X", help="weight decay (default: the recipe's)")
     p.add_argument("--device", metavar="D", help="auto (default: cuda if present), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=non_negative_int, metavar="N",
-                   help="DataLoader worker processes for per-sample augmentations (default: automatic)")
+                   help="DataLoader worker processes for per-sample augmentations (default: 0 on CPU, where the "
+                        "model uses every core; on CUDA min(8, cores per process - 1))")
     p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file (flags win)")
     p.add_argument("--hparam", type=_hparam, action="append", metavar="KEY=VALUE",
                    help="override a recipe field (momentum, nesterov, schedule, milestones, gamma, warmup, "

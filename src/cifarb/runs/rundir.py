@@ -13,6 +13,7 @@ no directory behind. torch and pandas are imported only by the methods that need
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -44,12 +45,21 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _installed_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def provenance_info() -> dict[str, Any]:
     """Versions, git commit and host: what every manifest records about how it was produced."""
     versions: dict[str, str | None] = {"cifarb": __version__, "python": sys.version.split()[0]}
     for mod in ("numpy", "torch", "torchvision"):
+        # the installed distribution, imported or not (a run without torchvision transforms still
+        # depends on which torchvision its models came from)
         m = sys.modules.get(mod)
-        versions[mod] = getattr(m, "__version__", None) if m is not None else None
+        versions[mod] = getattr(m, "__version__", None) if m is not None else _installed_version(mod)
     return {
         "versions": versions,
         "git_commit": _git_commit(),
