@@ -15,8 +15,9 @@ ORDER = ["metrics", "eval", "train", "augment", "flow", "corruptions"]
 HEADER = """# Benchmarks
 
 Measured on the project's 2-core CPU machine. Every script prints a ratio against a reference measured
-in the same run (machines are noisy, and during these measurements several other jobs shared the two
-cores: read ratios, not absolute speeds). Anchors and targets: `../shared/TARGETS.md`.
+in the same run, because machines are noisy. Each section says whether it was measured on an idle
+machine or while other jobs shared the two cores; for the shared-machine sections read ratios, not
+absolute speeds. Anchors and targets: `../shared/TARGETS.md`.
 This page is assembled from `docs/bench/*.md` by `python scripts/merge_bench_docs.py`.
 
 """
@@ -27,8 +28,13 @@ def main() -> None:
     body = [HEADER]
     for page in pages:
         text = page.read_text(encoding="utf-8").strip()
-        # demote the page's headings one level so each area is a section of this page
-        lines = [("#" + line) if line.startswith("#") else line for line in text.splitlines()]
+        # demote the page's headings one level so each area is a section of this page (not the
+        # comment lines inside fenced code blocks)
+        lines, fenced = [], False
+        for line in text.splitlines():
+            if line.startswith("```"):
+                fenced = not fenced
+            lines.append("#" + line if line.startswith("#") and not fenced else line)
         body.append("\n".join(lines) + "\n\n")
     (ROOT / "docs" / "benchmarks.md").write_text("".join(body).rstrip() + "\n", encoding="utf-8")
 
