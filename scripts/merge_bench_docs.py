@@ -23,7 +23,8 @@ This page is assembled from `docs/bench/*.md` by `python scripts/merge_bench_doc
 """
 
 
-def main() -> None:
+def render() -> str:
+    """The benchmarks page assembled from docs/bench/*.md."""
     pages = sorted((ROOT / "docs" / "bench").glob("*.md"), key=lambda p: (ORDER + [p.stem]).index(p.stem))
     body = [HEADER]
     for page in pages:
@@ -36,7 +37,11 @@ def main() -> None:
                 fenced = not fenced
             lines.append("#" + line if line.startswith("#") and not fenced else line)
         body.append("\n".join(lines) + "\n\n")
-    (ROOT / "docs" / "benchmarks.md").write_text("".join(body).rstrip() + "\n", encoding="utf-8")
+    return "".join(body).rstrip() + "\n"
+
+
+def main() -> None:
+    (ROOT / "docs" / "benchmarks.md").write_text(render(), encoding="utf-8")
 
 
 if __name__ == "__main__":
