@@ -124,7 +124,7 @@ def test_cli_in_process(tmp_path, fake_root, capsys):
         (["--severities", "0-3"], "severities are integers from 1 to 5"),
         (["--severities", "6"], "severities are integers from 1 to 5"),
         (["--severities", "a"], "expected severities like 1-5"),
-        (["--seed", "-1"], "seed must be >= 0"),
+        (["--seed", "-1"], "--seed: must be >= 0, got -1"),
     ],
 )
 def test_cli_usage_errors_exit_2(tmp_path, extra, message, capsys):

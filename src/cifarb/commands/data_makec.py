@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cifarb.commands._common import add_root_args, positive_int
+from cifarb.commands._common import add_root_args, non_negative_int, positive_int
 
 # Kept here (stdlib only) so that parsing stays cheap; a test checks they equal the package's lists.
 STANDARD = (
@@ -78,16 +78,6 @@ def parse_corruptions(text: str) -> list[str]:
     return names
 
 
-def non_negative_seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be >= 0, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "make-c",
@@ -104,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated names, or all / standard / extra (default: all 19)")
     parser.add_argument("--severities", type=parse_severities, default=[1, 2, 3, 4, 5], metavar="LIST",
                         help="severities to make, e.g. 1-5 (default), 1,3,5 or 2; stored in ascending order")
-    parser.add_argument("--seed", type=non_negative_seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--batch-size", type=positive_int, default=500, metavar="N",
                         help="images per vectorised batch (default 500); the output does not depend on it")
     parser.add_argument("--overwrite", action="store_true",
