@@ -34,13 +34,7 @@ def test_unknown_command_is_usage_error(capsys):
 
 
 @pytest.mark.parametrize("name", COMMAND_MODULES)
-def test_every_present_command_has_help(name, capsys):
-    import importlib
-
-    try:
-        importlib.import_module(f"cifarb.commands.{name}")
-    except ModuleNotFoundError:
-        pytest.skip(f"command module {name} not in this build")
+def test_every_command_has_help(name, capsys):
     assert main([name, "--help"]) == 0
     assert "usage" in capsys.readouterr().out
 

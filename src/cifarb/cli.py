@@ -48,13 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cifarb {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"cifarb.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cifarb.commands.{name}":
-                continue  # a command whose module is not present in this build
-            raise
-        module.register(subparsers)
+        # every listed command must exist: a missing module is a packaging bug and should fail loudly
+        importlib.import_module(f"cifarb.commands.{name}").register(subparsers)
     return parser
 
 
