@@ -26,6 +26,7 @@ figcaption { font-size: .85em; color: #555; }
 nav ul { columns: 2; font-size: .9em; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .85em; }
 .note { color: #555; font-size: .9em; }
+.scroll { overflow-x: auto; }  /* wide tables scroll inside the page, not the page itself */
 .warn { color: #8a4b00; background: #fff6e5; padding: .4em .6em; border-left: 3px solid #e0a030; }
 """
 
@@ -102,14 +103,14 @@ def _figure_html(fig: Figure) -> str:
 
 def table_html(header: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> str:
     """An HTML table from plain values (escaped); None is shown as an em dash."""
-    out = ["<table>"]
+    out = ['<div class="scroll"><table>']
     if caption:
         out.append(f"<caption>{html.escape(caption)}</caption>")
     out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
     for row in rows:
         cells = ("—" if v is None else str(v) for v in row)
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
