@@ -43,3 +43,17 @@ def shared_models() -> Path:
     if not (SHARED_MODELS / "resnet20-12fca82f.th").exists():
         pytest.skip(f"pretrained ResNet20 not found at {SHARED_MODELS} (../shared is absent)")
     return SHARED_MODELS
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread avoids thread hand-off costs that dominate on a loaded 2-core machine.
+
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`; torch is imported only then.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

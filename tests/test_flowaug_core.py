@@ -13,14 +13,7 @@ from cifarb.flows.checkpoint import FORMAT, FORMAT_VERSION
 from cifarb.flows.configs import preset
 from cifarb.flows.model import GlobalLocalFlow
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs that dominate on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_flow(path, seed: int = 0, dataset: str = "cifar10"):

@@ -10,12 +10,7 @@ import torch
 ASSET = Path(__file__).resolve().parents[1] / "docs" / "assets" / "flow_small.pt"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

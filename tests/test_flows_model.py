@@ -12,14 +12,7 @@ from cifarb.flows.configs import PRESETS, FlowConfig, load_config, preset
 from cifarb.flows.layers import gaussian_log_prob, pixels_to_input
 from cifarb.flows.model import GlobalLocalFlow, standard_normal_bpd_reference
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs that dominate on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturbed(cfg: FlowConfig, seed: int = 0, scale: float = 0.05) -> GlobalLocalFlow:

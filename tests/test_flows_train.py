@@ -14,14 +14,7 @@ from cifarb.flows.checkpoint import export_flow, load_flow
 from cifarb.flows.configs import preset
 from cifarb.flows.train import FlowData, lr_at, train_flow
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs that dominate on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPOCH_KEYS = {"event", "epoch", "train_bpd", "test_bpd", "lr", "elapsed_s"}
 

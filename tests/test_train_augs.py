@@ -15,13 +15,7 @@ from test_train_helpers import write_cifar10_root
 SPECS = [a for a in available() if a != "flowaug"] + ["standard+mixup", "standard+cutmix", "cutout+standard"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches: one thread avoids thread hand-off costs that dominate on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from test_train_helpers import write_cifar10_root
 EPOCH_KEYS = {"event", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "elapsed_s"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches: one thread avoids thread hand-off costs that dominate on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
