@@ -256,6 +256,16 @@ def test_joint_bootstrap_of_identical_pairs_equals_the_single_pair():
     rng = np.random.default_rng(6)
     labels, preds, groups = structured(rng, np.array([[30, 12], [20, 25]]), np.array([[0.8, 0.6], [0.7, 0.9]]))
     out = corruption_metrics(labels, {"fog": {1: preds, 2: preds}}, groups, bootstrap=300, null_draws=50)
-    assert out["ci95"] == out["corruptions"]["fog"]["1"]["ci95"] == out["corruptions"]["fog"]["2"]["ci95"]
+    # D's interval is the test inversion per pair but the basic interval of the joint resample for the mean
+    pair_ci = {key: v for key, v in out["corruptions"]["fog"]["1"]["ci95"].items() if key != "macro_std_debiased"}
+    assert {key: v for key, v in out["ci95"].items() if key != "macro_std_debiased"} == pair_ci
+    assert out["corruptions"]["fog"]["1"]["ci95"] == out["corruptions"]["fog"]["2"]["ci95"]
+    assert out["corruptions"]["fog"]["1"]["p_subgroup_effect"] == out["corruptions"]["fog"]["2"]["p_subgroup_effect"]
+    assert out["p_subgroup_effect"] is None and out["corruptions_mean"]["all"]["p_subgroup_effect"] is None
+    single = compute_metrics(labels, preds, groups, bootstrap=300, null_draws=50)
+    assert out["corruptions"]["fog"]["1"]["ci95"]["macro_std_debiased"] == list(single.ci95["macro_std_debiased"])
+    assert out["corruptions"]["fog"]["1"]["p_subgroup_effect"] == single.p_subgroup_effect
+    lo, hi = out["ci95"]["macro_std_debiased"]
+    assert lo <= out["macro_std_debiased"] <= hi
     off = corruption_metrics(labels, {"fog": {1: preds}}, groups, bootstrap=0, null_draws=50)
     assert off["ci95"] is None and off["corruptions"]["fog"]["1"]["ci95"] is None

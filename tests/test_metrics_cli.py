@@ -61,6 +61,10 @@ def test_npy_table_and_json(tmp_path, c10, preds10, capsys):
     assert len(result["cells"]) == 77  # FORMAT.md: 77 non-empty CIFAR10-B cells
     assert result["macro_std_excess"] > 0.02  # the subgroup effect is far above the noise floor
     assert result["settings"]["bootstrap"] == 200 and result["settings"]["subgroup_names"][0] == "green"
+    assert result["settings"]["permutations"] == 999
+    # a strong subgroup effect: D is far above 0, its interval excludes 0, the permutation test rejects
+    lo, hi = result["ci95"]["macro_std_debiased"]
+    assert 0 < lo <= result["macro_std_debiased"] <= hi and result["p_subgroup_effect"] == pytest.approx(1 / 1000)
     assert f"{100 * result['accuracy']:.2f}" in text
 
 
@@ -75,7 +79,9 @@ def test_npz_and_settings(tmp_path, preds10):
     validate_result(result)
     assert result["ci95"] is None
     assert result["settings"] == {"bootstrap": 0, "seed": 4, "min_cell_size": 20, "min_cell_size_worst": 50,
-                                  "subgroup_names": [f"g{i}" for i in range(8)], "macro_std_null_draws": 1000}
+                                  "subgroup_names": [f"g{i}" for i in range(8)], "macro_std_null_draws": 1000,
+                                  "permutations": 999}
+    assert result["p_subgroup_effect"] is None and result["macro_std_debiased"] is not None
     assert set(result["subgroup_accuracy"]) == {f"g{i}" for i in range(8)}
     big = [c["accuracy"] for c in result["cells"] if c["n"] >= 50]
     assert result["worst_cell_accuracy"] == pytest.approx(min(big))
@@ -88,9 +94,11 @@ def test_csv_subset_with_class_names_and_extra_columns(tmp_path, c10, preds10):
     path = tmp_path / "subset.csv"
     pd.DataFrame({"model": "m", "index": idx, "prediction": names, "logit": 0.5}).to_csv(path, index=False)
     out = tmp_path / "r.json"
-    assert run_cli(path, "--dataset", "cifar10-b", "--json", out, "--bootstrap", "100") == 0
+    assert run_cli(path, "--dataset", "cifar10-b", "--json", out, "--bootstrap", "100", "--permutations", "49") == 0
     result = json.loads(out.read_text())
     validate_result(result)
+    assert result["settings"]["permutations"] == 49
+    assert result["p_subgroup_effect"] * 50 == pytest.approx(round(result["p_subgroup_effect"] * 50))
     assert result["n_images"] == idx.size
     assert result["accuracy"] == pytest.approx((preds10[idx] == c10.labels[idx]).mean())
     assert sum(c["n"] for c in result["cells"]) == idx.size

@@ -273,7 +273,8 @@ def test_names_views_and_frame():
     assert (frame["ci_lo"] <= frame["accuracy"]).all() and (frame["accuracy"] <= frame["ci_hi"]).all()
     d = m.to_dict()
     assert d["settings"] == {"bootstrap": 200, "seed": 0, "min_cell_size": 1, "min_cell_size_worst": 10,
-                             "subgroup_names": ["green", "blue"], "macro_std_null_draws": 1000}
+                             "subgroup_names": ["green", "blue"], "macro_std_null_draws": 1000,
+                             "permutations": 999}
     assert d["worst_cell_accuracy"] is None and d["ci95"]["worst_cell_accuracy"] is None  # no cell >= 10
 
 

@@ -55,13 +55,26 @@ def test_b_result_has_the_contract_keys_and_validates():
     assert result["schema_version"] == 1 and result["cifarb_version"] == __version__
     assert list(result)[:6] == ["schema_version", "cifarb_version", "dataset", "n_images", "n_official",
                                 "data_verified"]
-    assert set(result["ci95"]) == {"accuracy", "macro_std", "macro_std_excess", "worst_cell_accuracy",
-                                   "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy"}
+    assert set(result["ci95"]) == {"accuracy", "macro_std", "macro_std_excess", "macro_std_debiased",
+                                   "worst_cell_accuracy", "worst_subgroup_accuracy", "subgroup_gap",
+                                   "mean_cell_accuracy"}
+    assert 0 < result["p_subgroup_effect"] <= 1 and result["settings"]["permutations"] == 999
+    assert result["macro_std_debiased"] <= result["macro_std"]
     assert set(result["settings"]) >= {"bootstrap", "seed", "min_cell_size", "min_cell_size_worst", "subgroup_names"}
     assert json.loads(json.dumps(result)) == result  # plain JSON types throughout
     off = sample_b_result(bootstrap=0)
     validate_result(off)
     assert off["ci95"] is None and off["settings"]["bootstrap"] == 0
+    assert off["p_subgroup_effect"] is None and off["macro_std_debiased"] is not None
+
+
+def test_results_written_before_the_debiased_keys_still_validate():
+    old = sample_b_result()
+    for key in ("macro_std_debiased", "p_subgroup_effect"):
+        old.pop(key)
+    old["ci95"].pop("macro_std_debiased")
+    old["settings"].pop("permutations")
+    validate_result(old)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,6 +93,8 @@ def test_cifar10_1_result_has_null_subgroup_keys_and_validates():
     result = build_result(accuracy_only(labels, preds, bootstrap=100), dataset="cifar10.1", n_images=200,
                           n_official=2000, data_verified=True, provenance=PROV)
     validate_result(result)
+    assert result["macro_std_debiased"] is None and result["p_subgroup_effect"] is None
+    assert result["ci95"]["macro_std_debiased"] is None and result["settings"]["permutations"] == 999
     bad = copy.deepcopy(result)
     bad["macro_std"] = 0.1
     with pytest.raises(ResultValidationError, match="macro_std"):
@@ -102,6 +117,9 @@ def test_cifar10_1_result_has_null_subgroup_keys_and_validates():
     (lambda r: r["settings"].pop("seed"), "seed"),
     (lambda r: r.__setitem__("corruptions", {}), "corruptions"),
     (lambda r: r.__setitem__("macro_std", None), "macro_std"),
+    (lambda r: r.__setitem__("p_subgroup_effect", 1.5), "p_subgroup_effect"),
+    (lambda r: r["ci95"].__setitem__("macro_std_debiased", [0.1]), "macro_std_debiased"),
+    (lambda r: r["settings"].__setitem__("permutations", -1), "permutations"),
 ])
 def test_validation_rejects_broken_results(mutate, match):
     result = sample_b_result(bootstrap=50)
@@ -120,7 +138,7 @@ def pair_metrics(acc, gap=0.1):
     """A hand-made per-pair metric dict with two classes and two subgroups."""
     return {
         "accuracy": acc, "macro_std": gap, "macro_std_null": 0.02, "macro_std_excess": gap - 0.02,
-        "worst_cell_accuracy": acc - gap, "worst_subgroup_accuracy": acc - gap / 2, "subgroup_gap": gap,
+        "macro_std_debiased": gap - 0.01, "p_subgroup_effect": 0.01, "worst_cell_accuracy": acc - gap, "worst_subgroup_accuracy": acc - gap / 2, "subgroup_gap": gap,
         "mean_cell_accuracy": acc, "subgroup_accuracy": {"green": acc + gap / 2, "blue": acc - gap / 2},
         "class_accuracy": {"cat": acc, "dog": acc},
         "cells": [{"class": "cat", "subgroup": "green", "n": 10, "accuracy": acc},
@@ -136,6 +154,9 @@ def test_combine_corruptions_means_and_blocks():
     out = combine_corruptions(per_pair)
     assert out["accuracy"] == pytest.approx((0.9 + 0.8 + 0.7) / 3)  # unweighted over the 3 pairs
     assert out["macro_std"] == pytest.approx((0.1 + 0.1 + 0.2) / 3)
+    assert out["macro_std_debiased"] == pytest.approx((0.09 + 0.09 + 0.19) / 3)
+    assert out["p_subgroup_effect"] is None and out["corruptions_mean"]["all"]["p_subgroup_effect"] is None
+    assert out["corruptions"]["fog"]["1"]["p_subgroup_effect"] == 0.01
     assert out["subgroup_accuracy"]["green"] == pytest.approx((0.95 + 0.85 + 0.8) / 3)
     assert out["cells"][0] == {"class": "cat", "subgroup": "green", "n": 10, "accuracy": pytest.approx(0.8)}
     assert list(out["corruptions"]) == ["fog", "snow"] and list(out["corruptions"]["fog"]) == ["1", "2"]

@@ -82,6 +82,11 @@ def add_metric_args(parser: argparse.ArgumentParser) -> None:
         help="cells need at least K images to count for worst-cell accuracy (default 10)",
     )
     parser.add_argument(
+        "--permutations", type=non_negative_int, default=999, metavar="R",
+        help="within-class permutations of the subgroup labels behind p_subgroup_effect, the p-value of "
+        "'no subgroup effect' (default 999; 0 turns the test off; computed only with --bootstrap > 0)",
+    )
+    parser.add_argument(
         "--subgroup-names", type=comma_list, metavar="A,B,...",
         help="override the 8 subgroup names (default: the inferred background colours)",
     )

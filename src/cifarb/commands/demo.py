@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cifarb.commands._common import non_negative_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="cifarb-demo", metavar="DIR",
                         help="folder for report.html and result.json (default ./cifarb-demo)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--permutations", type=non_negative_int, default=999, metavar="R",
+                        help="within-class permutations behind p_subgroup_effect (default 999; 0 turns the test off)")
     parser.set_defaults(func=run)
 
 
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file, not a directory; choose a directory path")
     from cifarb.eval.demo import run_demo
 
-    demo = run_demo(out, progress=not args.no_progress)
+    demo = run_demo(out, progress=not args.no_progress, permutations=args.permutations)
     print(demo.text)
     print(f"\nwrote {demo.report} (open it in a browser) and {demo.result_json}")
     return 0

@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, args.dataset, batch_size=args.batch_size, device=args.device,
                       bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
                       min_cell_size_worst=args.min_cell_size_worst, subgroup_names=args.subgroup_names,
-                      rundir=rundir, progress=not args.no_progress, save_logits=args.save_logits, data=data)
+                      permutations=args.permutations, rundir=rundir, progress=not args.no_progress,
+                      save_logits=args.save_logits, data=data)
     if rundir is not None and not existing_run:
         rundir.write_manifest({
             "kind": "eval",
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                        "dataset": dataset_info(args.dataset)[0], "mean": list(model.mean), "std": list(model.std),
                        "eval_dataset": args.dataset, "batch_size": args.batch_size, "device": args.device,
                        "bootstrap": args.bootstrap, "min_cell_size": args.min_cell_size,
-                       "min_cell_size_worst": args.min_cell_size_worst, "subgroup_names": args.subgroup_names},
+                       "min_cell_size_worst": args.min_cell_size_worst, "subgroup_names": args.subgroup_names,
+                       "permutations": args.permutations},
             "seed": args.seed,
             "inputs": {"model_sha256": model.sha256, "data_sha256": dict(data.files)},
             **provenance_info(),

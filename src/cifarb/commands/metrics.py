@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         n_classes=len(bundle.class_names), n_subgroups=len(bundle.subgroup_names),
         class_names=bundle.class_names, subgroup_names=bundle.subgroup_names,
         bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
-        min_cell_size_worst=args.min_cell_size_worst,
+        min_cell_size_worst=args.min_cell_size_worst, permutations=args.permutations,
     )
     result = build_result(
         metrics.to_dict(), dataset=args.dataset, n_images=int(indices.size), n_official=N_OFFICIAL,

@@ -64,7 +64,8 @@ def _worst_cell_examples(result: Mapping[str, Any], frame: Any, images: np.ndarr
     return montage_png(images[rows], captions, title), title
 
 
-def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 1000, seed: int = 0) -> DemoOutput:
+def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 1000, seed: int = 0,
+             permutations: int = 999) -> DemoOutput:
     """Evaluate the bundled ResNet20 on the bundled sample; write report.html and result.json into `out_dir`."""
     from cifarb._atomic import atomic_write_json, atomic_write_text
     from cifarb.data.sample import load_demo_sample
@@ -78,7 +79,7 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
     sample = load_demo_sample()
     model = resolve_model("resnet20", num_classes=10)
     result, frame, _ = evaluate_imageset(model, sample, "cifar10-b", bootstrap=bootstrap, seed=seed,
-                                         progress=progress, device="cpu")
+                                         permutations=permutations, progress=progress, device="cpu")
     card = model.card
     assert card is not None
     model_line = (f"Model: ResNet20 from pytorch_resnet_cifar10 (Y. Idelbayev, BSD-2 licence), bundled; "

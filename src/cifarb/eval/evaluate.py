@@ -188,6 +188,7 @@ def evaluate_imageset(
     seed: int = 0,
     min_cell_size: int = 1,
     min_cell_size_worst: int = 10,
+    permutations: int = 999,
     subgroup_names: Sequence[str] | None = None,
     progress: bool = True,
     save_logits: bool = False,
@@ -219,13 +220,14 @@ def evaluate_imageset(
         names = resolve_subgroup_names(subgroup_names)
         metrics = compute_metrics(data.labels, pred, subgroups, n_classes=n_classes, n_subgroups=len(names),
                                   class_names=data.class_names, subgroup_names=names, bootstrap=bootstrap,
-                                  seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst)
+                                  seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
+                                  permutations=permutations)
         metric_dict = metrics.to_dict()
         frame["subgroup"] = subgroups.astype(np.int64)
     else:
         metric_dict = accuracy_only(data.labels, pred, class_names=data.class_names, n_classes=n_classes,
                                     bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
-                                    min_cell_size_worst=min_cell_size_worst)
+                                    min_cell_size_worst=min_cell_size_worst, permutations=permutations)
         frame["subgroup"] = pd.array([None] * data.n_images, dtype="Int64")
     result = build_result(metric_dict, dataset=dataset, n_images=data.n_images, n_official=data.n_official,
                           data_verified=data.verified, provenance=_provenance(model, data.files))
@@ -245,6 +247,7 @@ def evaluate_corruptions(
     seed: int = 0,
     min_cell_size: int = 1,
     min_cell_size_worst: int = 10,
+    permutations: int = 999,
     subgroup_names: Sequence[str] | None = None,
     progress: bool = True,
     save_logits: bool = False,
@@ -284,7 +287,7 @@ def evaluate_corruptions(
                                      n_subgroups=len(names), class_names=cset.class_names,
                                      subgroup_names=names, bootstrap=bootstrap, seed=seed,
                                      min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                                     progress=progress)
+                                     progress=progress, permutations=permutations)
     result = build_result(metric_dict, dataset=cset.name, n_images=n, n_official=cset.n_official,
                           data_verified=cset.verified, provenance=_provenance(model, cset.files))
     frame = pd.concat(frames, ignore_index=True)
@@ -320,6 +323,7 @@ def evaluate(
     seed: int = 0,
     min_cell_size: int = 1,
     min_cell_size_worst: int = 10,
+    permutations: int = 999,
     subgroup_names: Sequence[str] | None = None,
     rundir: RunDir | None = None,
     progress: bool = True,
@@ -338,7 +342,7 @@ def evaluate(
         data = load_eval_data(dataset, root=root, trust_local=trust_local, corruptions=corruptions)
     opts = dict(batch_size=batch_size, device=device, bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
                 min_cell_size_worst=min_cell_size_worst, subgroup_names=subgroup_names, progress=progress,
-                save_logits=save_logits)
+                save_logits=save_logits, permutations=permutations)
     if kind == "c":
         result, frame = evaluate_corruptions(model, data, **opts)  # type: ignore[arg-type]
     else:

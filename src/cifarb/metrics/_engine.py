@@ -15,6 +15,7 @@ from cifarb.errors import CifarbError
 SCALAR_METRICS: tuple[str, ...] = (
     "accuracy",
     "macro_std",
+    "macro_std_debiased",
     "worst_cell_accuracy",
     "worst_subgroup_accuracy",
     "subgroup_gap",
@@ -106,6 +107,7 @@ def scalar_metrics(n: np.ndarray, k: np.ndarray, *, min_cell_size: int = 1,
 
     out: dict[str, np.ndarray] = {"accuracy": kf.sum(axis=(-2, -1)) / n.sum()}
     out["macro_std"] = macro_std(n, kf, min_cell_size)
+    out["macro_std_debiased"] = macro_std_debiased(n, kf, min_cell_size)
 
     qualifies = present & (n >= min_cell_size_worst)
     if qualifies.any():
@@ -202,3 +204,174 @@ def percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Percentile 95 % interval along axis 0; NaN where a replicate is undefined."""
     lo, hi = np.quantile(samples, [0.025, 0.975], axis=0)
     return lo, hi
+
+
+def debiased_terms(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V̂_c, B̂_c, valid): each class's plug-in cell variance, its binomial noise term, and which classes count.
+
+    Over the cells MacroStd keeps: V̂_c = sum_g w_g (a_g - m_c)^2 and B̂_c = sum_g w_g (1 - w_g) v̂_g with
+    v̂_g = a_g (1 - a_g) / (n_g - 1), or m_c (1 - m_c) n_c / (n_c - 1) for a one-image cell (its own
+    variance cannot be estimated from one image). E[V̂_c] = V_c + sum_g w_g (1 - w_g) p_g (1 - p_g) / n_g
+    and v̂_g is unbiased for p_g (1 - p_g) / n_g when n_g >= 2, so V̂_c - B̂_c is unbiased for V_c then.
+    V̂_c and B̂_c have shape k.shape[:-1]; `valid` is (C,).
+    """
+    kept = n >= max(min_cell_size, 1)
+    nk = np.where(kept, n, 0).astype(np.float64)
+    n_c = nk.sum(axis=1)
+    valid = n_c > 0
+    w = np.divide(nk, n_c[:, None], out=np.zeros(nk.shape), where=valid[:, None])
+    a = cell_accuracy(n, k)
+    m = (w * a).sum(axis=-1)
+    var = np.maximum((w * (a - m[..., None]) ** 2).sum(axis=-1), 0.0)
+    v_cell = np.divide(a * (1.0 - a), nk - 1.0, out=np.zeros(a.shape), where=nk >= 2)
+    one = (m * (1.0 - m) * np.divide(n_c, n_c - 1.0, out=np.zeros(n_c.shape), where=n_c >= 2))[..., None]
+    v_cell = np.where(nk == 1, one, v_cell)
+    noise = (w * (1.0 - w) * v_cell).sum(axis=-1)
+    return var, noise, valid
+
+
+def macro_std_debiased(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1) -> np.ndarray:
+    """D = mean_c sqrt(max(V̂_c - B̂_c, 0)) over k's leading axes; NaN where no class keeps a cell."""
+    var, noise, valid = debiased_terms(n, k, min_cell_size)
+    if not valid.any():
+        return np.full(np.shape(k)[:-2], np.nan)
+    return np.sqrt(np.maximum(var - noise, 0.0))[..., valid].mean(axis=-1)
+
+
+def signed_root_statistic(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1) -> np.ndarray:
+    """S = mean_c sign(V̂u_c) sqrt(|V̂u_c|) with V̂u_c = V̂_c - B̂_c: D without the clip at 0.
+
+    Unclipped, S keeps moving with the data when a class's estimate is negative, so the test
+    inversion behind D's interval can tell "no effect" from "a small one". Same arithmetic as
+    `debiased_terms`, rearranged into a few products because the inversion evaluates it on
+    hundreds of thousands of simulated tables.
+    """
+    kept = n >= max(min_cell_size, 1)
+    nk = np.where(kept, n, 0).astype(np.float64)
+    n_c = nk.sum(axis=1)
+    valid = n_c > 0
+    w = np.divide(nk, n_c[:, None], out=np.zeros(nk.shape), where=valid[:, None])
+    a = cell_accuracy(n, k)
+    m = np.einsum("...cg,cg->...c", a, w)
+    # sum_g w (a - m)^2 = sum_g w a^2 - m^2; noise of a cell with n >= 2: w (1 - w) a (1 - a) / (n - 1)
+    q = np.divide(w * (1.0 - w), nk - 1.0, out=np.zeros(nk.shape), where=nk >= 2)
+    aa = a * a
+    vu = np.einsum("...cg,cg->...c", aa, w) - m * m - np.einsum("...cg,cg->...c", a - aa, q)
+    single = (w * (1.0 - w) * (nk == 1)).sum(axis=1) * np.divide(n_c, n_c - 1.0, out=np.zeros(n_c.shape),
+                                                                where=n_c >= 2)
+    if single.any():
+        vu = vu - m * (1.0 - m) * single
+    vu = vu[..., valid]
+    return (np.sign(vu) * np.sqrt(np.abs(vu))).mean(axis=-1)
+
+
+def true_macro_std(n: np.ndarray, p: np.ndarray, min_cell_size: int = 1) -> np.ndarray:
+    """MacroStd of true cell accuracies `p` ((..., C, G)) at the test-set composition `n`."""
+    kept = np.where(n >= max(min_cell_size, 1), n, 0).astype(np.float64)
+    n_c = kept.sum(axis=1)
+    valid = n_c > 0
+    w = np.divide(kept, n_c[:, None], out=np.zeros(kept.shape), where=valid[:, None])
+    m = (w * p).sum(axis=-1)
+    var = (w * (p - m[..., None]) ** 2).sum(axis=-1)
+    # equal accuracies leave rounding residue (~1e-33) in var; it is no spread, so 0 exactly
+    var = np.where(var < 1e-24, 0.0, var)
+    return np.sqrt(var)[..., valid].mean(axis=-1)
+
+
+def permutation_null(n: np.ndarray, k: np.ndarray, permutations: int, rng: np.random.Generator,
+                     min_cell_size: int = 1) -> np.ndarray:
+    """`permutations` plug-in MacroStds with the subgroup labels permuted within each class, shape (R,).
+
+    Permuting the subgroups of a class's images keeps the cell sizes and the class's correct count
+    k_c and scatters the k_c correct images uniformly over its n_c slots: the permuted cell counts
+    are multivariate hypergeometric (colours n_cg, sample k_c), drawn directly instead of per image.
+    """
+    k_perm = np.zeros((permutations,) + n.shape, dtype=np.int64)
+    k_c = k.sum(axis=1)
+    for c in range(n.shape[0]):
+        if n[c].sum() == 0 or k_c[c] == 0:
+            continue
+        k_perm[:, c, :] = rng.multivariate_hypergeometric(n[c], int(k_c[c]), size=permutations)
+    return macro_std(n, k_perm, min_cell_size)
+
+
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+    """(1 + #{null >= observed}) / (R + 1); ties count as at least as extreme (relative tolerance)."""
+    tol = 1e-10 * max(1.0, abs(observed))
+    return float((1 + np.count_nonzero(null >= observed - tol)) / (null.size + 1))
+
+
+# λ grids of the two families of worlds behind D's interval: the scaled observed pattern (whose truth
+# lies well below λ = 1 on small cells) and the pattern shrunk to the debiased size (truth near λ = 1)
+_GRID_SCALED = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.05, 1.25, 1.6])
+_GRID_SHRUNK = np.array([0.0, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.8, 2.2, 3.0])
+INVERSION_DRAWS = 300  # simulated test sets per world
+
+
+def debiased_interval(n: np.ndarray, k: np.ndarray, *, min_cell_size: int, rng_seed: np.random.SeedSequence,
+                      draws: int = INVERSION_DRAWS) -> tuple[float, float]:
+    """95 % interval for the true MacroStd by inverting a test of the statistic S (`signed_root_statistic`).
+
+    Two one-parameter families of worlds: p_cg(λ) = m_c + λ (a_cg - m_c) (the observed pattern, scaled)
+    and the same with each class's deviations shrunk by √(max(V̂_c - B̂_c, 0) / V̂_c) (the pattern at the
+    debiased size), both clipped to [0, 1]. For each λ on a grid, S is simulated under Binomial(n, p(λ))
+    with the same random stream (so its quantiles move smoothly with λ), and λ is accepted when the
+    observed S lies between the 2.5 % and 97.5 % quantiles. The interval is the range of the true
+    MacroStd θ(λ) over the accepted worlds of both paths, interpolated at the grid's accept/reject
+    boundaries. Returns (nan, nan) when no class keeps a cell.
+    """
+    var, noise, valid = debiased_terms(n, k, min_cell_size)
+    if not valid.any():
+        return float("nan"), float("nan")
+    s_obs = float(signed_root_statistic(n, k, min_cell_size))
+    kept = n >= max(min_cell_size, 1)
+    nk = np.where(kept, n, 0)
+    n_c = nk.sum(axis=1)
+    w = np.divide(nk, n_c[:, None], out=np.zeros(n.shape), where=n_c[:, None] > 0)
+    a = cell_accuracy(n, k)
+    m = (w * a).sum(axis=1)
+    dev = np.where(kept, a - m[:, None], 0.0)
+    shrink = np.sqrt(np.divide(np.maximum(var - noise, 0.0), var, out=np.zeros(var.shape), where=var > 0))
+    lows, highs = [], []
+    for grid, direction in ((_GRID_SCALED, dev), (_GRID_SHRUNK, shrink[:, None] * dev)):
+        p = np.clip(m[None, :, None] + grid[:, None, None] * direction[None], 0.0, 1.0)
+        theta = true_macro_std(n, p, min_cell_size)
+        lo_q = np.empty(len(p))
+        hi_q = np.empty(len(p))
+        for j, pj in enumerate(p):
+            sim = binomial_replicates(nk, pj, draws, np.random.default_rng(rng_seed))
+            lo_q[j], hi_q[j] = np.quantile(signed_root_statistic(n, sim, min_cell_size), [0.025, 0.975])
+        # >= 0 where the world is accepted; its sign change locates each boundary between grid points
+        margin = np.minimum(hi_q - s_obs, s_obs - lo_q)
+        ok = np.flatnonzero(margin >= 0)
+        if ok.size == 0:
+            continue
+        first, last = ok[0], ok[-1]
+        lo_t, hi_t = theta[first], theta[last]
+        if first > 0:
+            t = margin[first] / (margin[first] - margin[first - 1])
+            lo_t = theta[first] + t * (theta[first - 1] - theta[first])
+        if last < len(theta) - 1:
+            t = margin[last] / (margin[last] - margin[last + 1])
+            hi_t = theta[last] + t * (theta[last + 1] - theta[last])
+        lows.append(lo_t)
+        highs.append(hi_t)
+    point = float(macro_std_debiased(n, k, min_cell_size))
+    if not lows:
+        # S lies below every world's acceptance region, even "no effect" (λ = 0): less spread than
+        # chance allows, so the data put the truth at 0; [0, D] keeps the estimate inside. (S above every
+        # world cannot happen: the widest worlds spread more than the data.)
+        return 0.0, point
+    # the estimate is kept inside: D's clip at 0 can put it a hair outside the accepted worlds
+    return float(min(min(lows), point)), float(max(max(highs), point))
+
+
+def basic_ci(samples: np.ndarray, estimate: float) -> tuple[float, float]:
+    """Basic (reverse-percentile) 95 % interval [2θ̂ - q97.5, 2θ̂ - q2.5] of one statistic's replicates.
+
+    Right for a statistic whose bootstrap bias equals its sampling bias (such as D, or a difference of
+    two Ds), where the plain percentile interval would be shifted by that bias twice.
+    """
+    lo, hi = np.quantile(samples, [0.025, 0.975])
+    return 2.0 * estimate - float(hi), 2.0 * estimate - float(lo)

@@ -19,11 +19,15 @@ CI_METRICS: tuple[str, ...] = (
     "accuracy",
     "macro_std",
     "macro_std_excess",
+    "macro_std_debiased",
     "worst_cell_accuracy",
     "worst_subgroup_accuracy",
     "subgroup_gap",
     "mean_cell_accuracy",
 )
+
+# default number of within-class permutations behind p_subgroup_effect
+PERMUTATIONS = 999
 
 Interval = tuple[float, float]
 
@@ -62,7 +66,9 @@ def _names(names: Sequence[str] | None, count: int, what: str) -> list[str]:
 
 
 def _check_settings(bootstrap: int, seed: int, min_cell_size: int, min_cell_size_worst: int,
-                    null_draws: int) -> None:
+                    null_draws: int, permutations: int = PERMUTATIONS) -> None:
+    if int(permutations) < 0:
+        raise MetricsInputError(f"permutations must be >= 0 (0 turns the test off), got {permutations}")
     if int(bootstrap) < 0:
         raise MetricsInputError(f"bootstrap must be >= 0 (0 turns CIs off), got {bootstrap}")
     if int(seed) < 0:
@@ -79,6 +85,28 @@ def seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSeq
     """Independent seeds for the CIs and the noise floor, so the floor does not depend on B."""
     boot, null = np.random.SeedSequence(int(seed)).spawn(2)
     return boot, null
+
+
+def inference_seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """Seeds of the permutation test and of D's interval: the third and fourth children of `seed`,
+    so adding them left the bootstrap and noise-floor streams (the first two) unchanged."""
+    _, _, perm, inversion = np.random.SeedSequence(int(seed)).spawn(4)
+    return perm, inversion
+
+
+def debiased_ci_and_test(n: np.ndarray, k: np.ndarray, *, seed: int, min_cell_size: int, with_ci: bool,
+                         permutations: int) -> tuple[Interval | None, float | None]:
+    """(ci95 of macro_std_debiased, p_subgroup_effect) of one cell table; None where off or undefined."""
+    perm_seed, inv_seed = inference_seed_sequences(seed)
+    ci = p = None
+    if with_ci:
+        lo, hi = E.debiased_interval(n, k, min_cell_size=min_cell_size, rng_seed=inv_seed)
+        ci = _interval(max(lo, 0.0), min(hi, 1.0))
+    observed = float(E.macro_std(n, k, min_cell_size))
+    if with_ci and permutations > 0 and not np.isnan(observed):
+        null = E.permutation_null(n, k, int(permutations), np.random.default_rng(perm_seed), min_cell_size)
+        p = E.permutation_p_value(observed, null)
+    return ci, p
 
 
 def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -149,6 +177,8 @@ class SubgroupMetrics:
     class_accuracy_ci95: dict[str, Interval | None] | None = None
     subgroup_accuracy_ci95: dict[str, Interval | None] | None = None
     cell_ci95: np.ndarray | None = field(default=None, repr=False)  # (2, C, G) lo/hi, NaN if empty
+    macro_std_debiased: float | None = None  # estimate of the true MacroStd (docs/metrics.md)
+    p_subgroup_effect: float | None = None  # within-class permutation test; None without a bootstrap
 
     # --- fairlearn-MetricFrame-like views ---------------------------------------------------------
     @property
@@ -164,7 +194,7 @@ class SubgroupMetrics:
     def aggregates(self) -> dict[str, float | None]:
         """The scalar metrics by name."""
         return {name: getattr(self, name) for name in (
-            "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "worst_cell_accuracy",
+            "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased", "worst_cell_accuracy",
             "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy")}
 
     @property
@@ -217,6 +247,7 @@ class SubgroupMetrics:
             return None if d is None else {key: (None if v is None else [v[0], v[1]]) for key, v in d.items()}
 
         out: dict[str, Any] = dict(self.aggregates)
+        out["p_subgroup_effect"] = self.p_subgroup_effect
         out["subgroup_accuracy"] = dict(self.subgroup_accuracy)
         out["class_accuracy"] = dict(self.class_accuracy)
         out["cells"] = self.cells
@@ -251,13 +282,13 @@ def intervals_from_samples(boot: dict[str, np.ndarray], values: dict[str, float 
 def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[str] | None = None,
                         subgroup_names: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
                         min_cell_size: int = 1, min_cell_size_worst: int = 10, null_draws: int = 1000,
-                        replicates: np.ndarray | None = None) -> SubgroupMetrics:
+                        replicates: np.ndarray | None = None, permutations: int = PERMUTATIONS) -> SubgroupMetrics:
     """`compute_metrics` on (C, G) cell counts (images `n`, correct `k`) instead of per-sample arrays.
 
     `replicates` ((B, C, G) correct counts) replaces the internal stratified resampling, e.g. when one
     joint resample of images is shared by several prediction sets; `bootstrap` is then ignored.
     """
-    _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws)
+    _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws, permutations)
     n = np.asarray(n, dtype=np.int64)
     k = np.asarray(k, dtype=np.int64)
     if n.ndim != 2 or k.shape != n.shape or (n < 0).any() or (k < 0).any() or (k > n).any():
@@ -289,6 +320,10 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
         ci, class_ci, sub_ci = intervals_from_samples(boot, values, class_acc, sub_acc)
         cell_acc = np.where(n > 0, E.cell_accuracy(n, replicates), np.nan)
         cell_ci = np.stack(E.percentile_ci(cell_acc))
+    d_ci, p_value = debiased_ci_and_test(n, k, seed=int(seed), min_cell_size=int(min_cell_size),
+                                         with_ci=n_boot > 0, permutations=int(permutations))
+    if ci is not None:
+        ci["macro_std_debiased"] = d_ci
 
     settings = {
         "bootstrap": n_boot,
@@ -297,6 +332,7 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
         "min_cell_size_worst": int(min_cell_size_worst),
         "subgroup_names": list(gnames),
         "macro_std_null_draws": int(null_draws),
+        "permutations": int(permutations),
     }
     return SubgroupMetrics(
         class_names=cnames, subgroup_names=gnames, n=n, k=k,
@@ -306,7 +342,7 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
         worst_subgroup_accuracy=values["worst_subgroup_accuracy"], subgroup_gap=values["subgroup_gap"],
         mean_cell_accuracy=values["mean_cell_accuracy"], class_accuracy=class_acc, subgroup_accuracy=sub_acc,
         settings=settings, ci95=ci, class_accuracy_ci95=class_ci, subgroup_accuracy_ci95=sub_ci,
-        cell_ci95=cell_ci,
+        cell_ci95=cell_ci, macro_std_debiased=values["macro_std_debiased"], p_subgroup_effect=p_value,
     )
 
 
@@ -314,14 +350,15 @@ def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes:
                     n_subgroups: int | None = None, class_names: Sequence[str] | None = None,
                     subgroup_names: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
                     min_cell_size: int = 1, min_cell_size_worst: int = 10,
-                    null_draws: int = 1000) -> SubgroupMetrics:
+                    null_draws: int = 1000, permutations: int = PERMUTATIONS) -> SubgroupMetrics:
     """All subgroup metrics of DESIGN.md for one prediction set, with seeded stratified bootstrap CIs.
 
     labels, predictions, subgroups: 1-D integer ids, one per sample (any dataset). `n_classes` /
     `n_subgroups` default to the number of names, else to the largest id + 1. `bootstrap` resamples
     (0: no CIs); `null_draws` parametric draws for `macro_std_null`. `min_cell_size` drops smaller
     cells from MacroStd (and its floor) only; `min_cell_size_worst` is the size a cell needs to count
-    for `worst_cell_accuracy`.
+    for `worst_cell_accuracy`. `permutations` within-class permutations give `p_subgroup_effect`
+    (computed with the intervals, so `bootstrap=0` or `permutations=0` leaves it None).
     """
     y, p, g, cnames, gnames = prepare_arrays(labels, predictions, subgroups, n_classes=n_classes,
                                              n_subgroups=n_subgroups, class_names=class_names,
@@ -329,23 +366,24 @@ def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes:
     n, k = E.cell_counts(y, y == p, g, len(cnames), len(gnames))
     return metrics_from_counts(n, k, class_names=cnames, subgroup_names=gnames, bootstrap=bootstrap, seed=seed,
                                min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                               null_draws=null_draws)
+                               null_draws=null_draws, permutations=permutations)
 
 
 # keys that have no meaning without subgroups (CIFAR-10.1): null in the result
 SUBGROUP_KEYS: tuple[str, ...] = (
-    "macro_std", "macro_std_null", "macro_std_excess", "worst_cell_accuracy", "worst_subgroup_accuracy",
-    "subgroup_gap", "mean_cell_accuracy",
+    "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased", "p_subgroup_effect",
+    "worst_cell_accuracy", "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy",
 )
 
 
 def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] | None = None,
                   n_classes: int | None = None, bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1,
-                  min_cell_size_worst: int = 10) -> dict[str, Any]:
+                  min_cell_size_worst: int = 10, permutations: int = PERMUTATIONS) -> dict[str, Any]:
     """The metric part of the result for a set without subgroups (CIFAR-10.1).
 
     Accuracy and class accuracies with class-stratified bootstrap CIs; every subgroup key is null and
-    `cells` is empty. `min_cell_size*` are only recorded in `settings`, so all results share one shape.
+    `cells` is empty. `min_cell_size*` and `permutations` are only recorded in `settings`, so all
+    results share one shape.
     """
     y, p, g, cnames, _ = prepare_arrays(labels, predictions, None, n_classes=n_classes, n_subgroups=1,
                                         class_names=class_names, subgroup_names=None)
@@ -353,7 +391,7 @@ def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] |
     # one subgroup per class: the cells are the classes, so this is the class-stratified bootstrap
     full = metrics_from_counts(n, k, class_names=cnames, subgroup_names=["all"], bootstrap=bootstrap, seed=seed,
                                min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                               null_draws=1)
+                               null_draws=1, permutations=0)
     out = full.to_dict()
     for key in SUBGROUP_KEYS:
         out[key] = None
@@ -363,5 +401,6 @@ def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] |
     if out["ci95"] is not None:
         out["ci95"] = {name: (out["ci95"]["accuracy"] if name == "accuracy" else None) for name in CI_METRICS}
     out["settings"]["subgroup_names"] = None
+    out["settings"]["permutations"] = int(permutations)
     out["settings"].pop("macro_std_null_draws")
     return out

@@ -11,7 +11,10 @@ import numpy as np
 
 from cifarb.metrics import _engine as E
 from cifarb.metrics.core import (
+    PERMUTATIONS,
     _check_settings,
+    _interval,
+    debiased_ci_and_test,
     intervals_from_samples,
     metrics_from_counts,
     prepare_arrays,
@@ -72,16 +75,19 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
                        n_classes: int | None = None, n_subgroups: int | None = None,
                        class_names: Sequence[str] | None = None, subgroup_names: Sequence[str] | None = None,
                        bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1, min_cell_size_worst: int = 10,
-                       null_draws: int = 1000, progress: bool = False) -> dict[str, Any]:
+                       null_draws: int = 1000, progress: bool = False,
+                       permutations: int = PERMUTATIONS) -> dict[str, Any]:
     """The metric part of a -C result from predictions {corruption: {severity: predictions}}.
 
     Every pair must cover the same images as `labels`/`subgroups`. Per-pair metrics and noise floors
     equal `compute_metrics` with the same seed; `combine_corruptions` gives the means. CIs (per pair,
     of the means over all pairs, over the paper's 18 and per severity) come from one stratified
     resample of the images per replicate, evaluated on every pair, so the spread of a mean over
-    pairs reflects that the pairs share their images.
+    pairs reflects that the pairs share their images. Each pair's `macro_std_debiased` interval and
+    `p_subgroup_effect` are its own (as `compute_metrics`); the means' D gets the basic interval of
+    the joint resample and no p-value (a mean over pairs is not one test).
     """
-    _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws)
+    _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws, permutations)
     pairs = normalise_pairs(predictions)
     keys = [(name, sev) for name, by_sev in pairs.items() for sev in by_sev]
     checked = []
@@ -104,13 +110,14 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
     for j in pair_bar:  # the noise floor (null_draws per pair) dominates this loop on CIFAR100-C
         k = E.cell_counts(y, correct[:, j], g, C, G)[1]
         singles.append(metrics_from_counts(n, k, class_names=cnames, subgroup_names=gnames, bootstrap=0, seed=seed,
-                                           null_draws=null_draws, **opts))
+                                           null_draws=null_draws, permutations=permutations, **opts))
     nulls = np.array([m.macro_std_null if m.macro_std_null is not None else np.nan for m in singles])
 
     per_pair: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in pairs}
     for (name, sev), m in zip(keys, singles):
         d = m.to_dict()
         d["settings"]["bootstrap"] = int(bootstrap)
+        d["p_subgroup_effect"] = None  # computed with the intervals, below
         per_pair[name][sev] = d
     if bootstrap == 0:
         return combine_corruptions(per_pair)
@@ -132,6 +139,9 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
         d = per_pair[name][sev]
         boot = {key: v[:, j] for key, v in samples.items()}
         ci, class_ci, sub_ci = intervals_from_samples(boot, d, d["class_accuracy"], d["subgroup_accuracy"])
+        ci["macro_std_debiased"], d["p_subgroup_effect"] = debiased_ci_and_test(
+            n, singles[j].k, seed=int(seed), min_cell_size=int(min_cell_size), with_ci=True,
+            permutations=int(permutations))
         d["ci95"] = _lists(ci)
         d["class_accuracy_ci95"] = _lists(class_ci)
         d["subgroup_accuracy_ci95"] = _lists(sub_ci)
@@ -141,6 +151,9 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
         # a metric is defined for all pairs or for none (they share cells), so a plain mean suffices
         boot = {key: samples[key][:, members].astype(np.float64).mean(axis=1) for key in samples}
         ci, class_ci, sub_ci = intervals_from_samples(boot, block, block["class_accuracy"], block["subgroup_accuracy"])
+        if block["macro_std_debiased"] is not None:
+            lo, hi = E.basic_ci(boot["macro_std_debiased"], block["macro_std_debiased"])
+            ci["macro_std_debiased"] = _interval(max(lo, 0.0), min(hi, 1.0), block["macro_std_debiased"])
         block["ci95"] = _lists(ci)
         if with_maps:
             block["class_accuracy_ci95"] = _lists(class_ci)

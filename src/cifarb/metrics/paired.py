@@ -21,7 +21,8 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
 
     Each replicate resamples the images once (within each (class, subgroup) cell) and evaluates both
     prediction sets on that one resample, so the CI of the difference accounts for the images the two
-    share. `ci95` is the percentile 95 % interval of the resampled differences (None when
+    share. `ci95` is the percentile 95 % interval of the resampled differences, except for
+    `macro_std_debiased` (ΔD), which gets the basic interval [2Δ - q97.5, 2Δ - q2.5] (None when
     `bootstrap` is 0 or the metric is undefined). Metrics: the contract scalars with a CI. With
     `subgroups=None` only accuracy is compared (stratified by class).
     """
@@ -68,7 +69,12 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
         diff = None if va is None or vb is None else va - vb
         ci = None
         if bootstrap > 0 and diff is not None:
-            lo, hi = E.percentile_ci(np.concatenate(diffs[name]))
+            if name == "macro_std_debiased":
+                # each side's bootstrap D carries the bias D carries: the basic interval cancels it
+                lo, hi = E.basic_ci(np.concatenate(diffs[name]), diff)
+                lo, hi = max(lo, -1.0), min(hi, 1.0)
+            else:
+                lo, hi = E.percentile_ci(np.concatenate(diffs[name]))
             ci = [float(lo), float(hi)]
         out[name] = {"a": va, "b": vb, "diff": diff, "ci95": ci}
     return out

@@ -14,7 +14,7 @@ SCHEMA_VERSION = 1
 
 # scalar metrics averaged over corruption x severity pairs (the contract's top-level metrics)
 MEAN_SCALARS: tuple[str, ...] = (
-    "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "worst_cell_accuracy",
+    "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased", "worst_cell_accuracy",
     "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy",
 )
 
@@ -80,6 +80,7 @@ def _mean_maps(maps: list[Mapping[str, float | None] | None]) -> dict[str, float
 def _mean_block(pairs: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The average of some pairs' metrics: scalars, class and subgroup accuracies, and the pair count."""
     block: dict[str, Any] = {name: _mean(p.get(name) for p in pairs) for name in MEAN_SCALARS}
+    block["p_subgroup_effect"] = None  # a mean over pairs is not one test
     block["subgroup_accuracy"] = _mean_maps([p.get("subgroup_accuracy") for p in pairs])
     block["class_accuracy"] = _mean_maps([p.get("class_accuracy") for p in pairs])
     block["n_pairs"] = len(pairs)
@@ -137,6 +138,7 @@ def combine_corruptions(per_pair: Mapping[str, Mapping[Any, Mapping[str, Any]]])
     by_severity = {s: _mean_block([by_sev[s] for by_sev in pairs.values() if s in by_sev]) for s in severities}
 
     out: dict[str, Any] = {name: all_block[name] for name in MEAN_SCALARS}
+    out["p_subgroup_effect"] = None
     out["subgroup_accuracy"] = all_block["subgroup_accuracy"]
     out["class_accuracy"] = all_block["class_accuracy"]
     out["cells"] = _mean_cells(flat)
