@@ -111,6 +111,12 @@ def test_docs_list_every_card():
         assert f"`{row['sha256']}`, {row['top1']:.2f} %, {row['params_m']} M" in text, row
 
 
+def test_cite_adds_the_project_and_the_architecture_paper(capsys):
+    assert main(["cite", "chenyaofo-cifar100-repvgg_a0"]) == 0
+    out = capsys.readouterr().out
+    assert "@misc{chen2021cifarmodels," in out and "@inproceedings{ding2021repvgg," in out
+
+
 def test_card_for_sha256_matches_by_prefix_only():
     card = _card("cifar100", "resnet20")
     assert zoo.card_for_sha256(card.sha256 + "0" * 56) is card
