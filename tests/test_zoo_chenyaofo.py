@@ -15,6 +15,7 @@ import hashlib
 import http.server
 import importlib.util
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from cifarb.models import ARCHS, _card_tables, build_model, zoo
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CIFAR100 = REPO.parent / "shared" / "data"
+SHARED_CIFAR100 = Path(os.environ.get("CIFARB_SHARED", REPO.parent / "shared")) / "data"
 LAYOUT = json.loads((REPO / "tests" / "fixtures_zoo" / "chenyaofo_layout.json").read_text())
 _TABLE, ROWS = _card_tables.table_rows(_card_tables.ASSETS / "chenyaofo_cards.toml")
 CARDS = {name: card for name, card in zoo.ZOO.items() if name.startswith("chenyaofo-")}
@@ -59,16 +60,26 @@ def _card(dataset: str, upstream: str) -> zoo.ModelCard:
     return CARDS[f"chenyaofo-{dataset}-{upstream}"]
 
 
+_NO_SHARED = f"real CIFAR-100 slice not found at {SHARED_CIFAR100} (../shared is absent)"
+
+
 @pytest.fixture(scope="module")
-def cifar100_test():
-    """The 916 real CIFAR-100 test images of ../shared (official prefix, read under trust-local)."""
+def real_cifar100():
+    """The 916 real CIFAR-100 test images of ../shared (official prefix, read under trust-local), or None."""
     if not (SHARED_CIFAR100 / "cifar-100-python" / "test").exists():
-        pytest.skip(f"real CIFAR-100 slice not found at {SHARED_CIFAR100} (../shared is absent)")
+        return None
     from cifarb.data.readers import load_cifar
 
     data = load_cifar("cifar100", root=SHARED_CIFAR100, trust_local=True)
     assert data.n_images == 916 and not data.verified
     return data
+
+
+@pytest.fixture
+def cifar100_test(real_cifar100):
+    if real_cifar100 is None:
+        pytest.skip(_NO_SHARED)
+    return real_cifar100
 
 
 def _normalised(images: np.ndarray, card: zoo.ModelCard) -> torch.Tensor:
@@ -140,7 +151,7 @@ def test_data_where_prints_path_prefix_and_url(capsys):
 
 
 @pytest.mark.parametrize("upstream", UPSTREAM)
-def test_architecture_matches_the_published_layout(upstream, cifar100_test):
+def test_architecture_matches_the_published_layout(upstream, real_cifar100):
     ref = LAYOUT["archs"][upstream]
     card = _card("cifar100", upstream)
     net = build_model(card.arch, num_classes=100)
@@ -163,10 +174,11 @@ def test_architecture_matches_the_published_layout(upstream, cifar100_test):
     assert torch.allclose(logits, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
     assert logits.argmax().item() == expected.argmax().item()
 
-    # a few real CIFAR-100 images, normalised as upstream does
-    with torch.no_grad():
-        out = net(_normalised(cifar100_test.images[:4], card))
-    assert out.shape == (4, 100) and torch.isfinite(out).all()
+    # a few real CIFAR-100 images, normalised as upstream does (at the end without ../shared)
+    if real_cifar100 is not None:
+        with torch.no_grad():
+            out = net(_normalised(real_cifar100.images[:4], card))
+        assert out.shape == (4, 100) and torch.isfinite(out).all()
 
     # CIFAR-10: same keys, the head's shapes as recorded, the published count
     net10 = build_model(_card("cifar10", upstream).arch, num_classes=10)
@@ -178,6 +190,8 @@ def test_architecture_matches_the_published_layout(upstream, cifar100_test):
     net10.load_state_dict(state10, strict=True)
     with pytest.raises(CifarbError, match="shape mismatches"):
         zoo.check_fit(net10, state, card.arch, "layout")
+    if real_cifar100 is None:
+        pytest.skip(f"layout checks passed; the forward on real images did not run: {_NO_SHARED}")
 
 
 def test_a_layout_with_a_missing_or_renamed_key_does_not_fit():
