@@ -20,7 +20,7 @@ ARCHS: dict[str, tuple[str, str]] = {
     "fastnet": ("cifarb.models.fastnet", "fastnet"),
     "resnet18_imagenet": ("cifarb.models.imagenet", "resnet18_imagenet"),
     "resnet50_imagenet": ("cifarb.models.imagenet", "resnet50_imagenet"),
-    # the chenyaofo/pytorch-cifar-models family, in its parameter names (zoo cards: models/cards/)
+    # the chenyaofo/pytorch-cifar-models family, in its parameter names (zoo cards: assets/chenyaofo_cards.toml)
     "resnet20_b": ("cifarb.models.resnet_b", "resnet20_b"),
     "resnet32_b": ("cifarb.models.resnet_b", "resnet32_b"),
     "resnet44_b": ("cifarb.models.resnet_b", "resnet44_b"),
