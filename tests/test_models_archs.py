@@ -64,6 +64,10 @@ def test_every_contract_name_builds_lazily():
     assert set(ARCHS) == {
         "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "wrn28_10", "fastnet",
         "resnet18_imagenet", "resnet50_imagenet",
+        # the chenyaofo family (tests/test_zoo_chenyaofo.py)
+        "resnet20_b", "resnet32_b", "resnet44_b", "resnet56_b", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+        "mobilenetv2_x0_5", "mobilenetv2_x0_75", "mobilenetv2_x1_0", "mobilenetv2_x1_4", "shufflenetv2_x0_5",
+        "shufflenetv2_x1_0", "shufflenetv2_x1_5", "shufflenetv2_x2_0", "repvgg_a0", "repvgg_a1", "repvgg_a2",
     }  # fmt: skip
     with pytest.raises(CifarbError, match="unknown architecture"):
         build_model("resnet19")

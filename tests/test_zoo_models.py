@@ -99,8 +99,9 @@ def test_zoo_resnet20_is_offline_and_matches_the_original(shared_models):
 
 
 def test_cards_are_complete():
-    assert list(zoo.ZOO) == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
-    for card in zoo.ZOO.values():
+    # the akamaster cards come first; the chenyaofo cards are tested in test_zoo_chenyaofo.py
+    assert list(zoo.ZOO)[:5] == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    for card in list(zoo.ZOO.values())[:5]:
         assert card.url.endswith("/" + card.filename) and card.url.startswith("https://github.com/akamaster/")
         assert card.filename.startswith(card.name + "-" + card.sha256[:8])
         assert 0.9 < card.reported_accuracy < 0.95

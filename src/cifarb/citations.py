@@ -155,6 +155,51 @@ _ENTRIES = (
   journal = {arXiv preprint arXiv:1708.04552},
   year    = {2017}
 }"""),
+    # the chenyaofo/pytorch-cifar-models zoo family (#14) and its architectures
+    Citation("chen2021cifarmodels", "the pretrained CIFAR-10/100 ResNet/VGG/MobileNetV2/ShuffleNetV2/RepVGG weights "
+             "(chenyaofo zoo)", """\
+@misc{chen2021cifarmodels,
+  author       = {Chen, Yaofo},
+  title        = {{PyTorch} {CIFAR} Models},
+  howpublished = {\\url{https://github.com/chenyaofo/pytorch-cifar-models}},
+  year         = {2021}
+}"""),
+    Citation("simonyan2015vgg", "VGG architecture (zoo models)", """\
+@inproceedings{simonyan2015vgg,
+  author    = {Simonyan, Karen and Zisserman, Andrew},
+  title     = {Very Deep Convolutional Networks for Large-Scale Image Recognition},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2015},
+  eprint    = {1409.1556},
+  archivePrefix = {arXiv}
+}"""),
+    Citation("sandler2018mobilenetv2", "MobileNetV2 architecture (zoo models)", """\
+@inproceedings{sandler2018mobilenetv2,
+  author    = {Sandler, Mark and Howard, Andrew and Zhu, Menglong and Zhmoginov, Andrey and Chen, Liang-Chieh},
+  title     = {{MobileNetV2}: Inverted Residuals and Linear Bottlenecks},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2018},
+  eprint    = {1801.04381},
+  archivePrefix = {arXiv}
+}"""),
+    Citation("ma2018shufflenetv2", "ShuffleNetV2 architecture (zoo models)", """\
+@inproceedings{ma2018shufflenetv2,
+  author    = {Ma, Ningning and Zhang, Xiangyu and Zheng, Hai-Tao and Sun, Jian},
+  title     = {{ShuffleNet V2}: Practical Guidelines for Efficient {CNN} Architecture Design},
+  booktitle = {Proceedings of the European Conference on Computer Vision (ECCV)},
+  year      = {2018},
+  eprint    = {1807.11164},
+  archivePrefix = {arXiv}
+}"""),
+    Citation("ding2021repvgg", "RepVGG architecture (zoo models)", """\
+@inproceedings{ding2021repvgg,
+  author    = {Ding, Xiaohan and Zhang, Xiangyu and Ma, Ningning and Han, Jungong and Ding, Guiguang and Sun, Jian},
+  title     = {{RepVGG}: Making {VGG}-style {ConvNets} Great Again},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2021},
+  eprint    = {2101.03697},
+  archivePrefix = {arXiv}
+}"""),
 )
 
 CITATIONS: dict[str, Citation] = {c.key: c for c in _ENTRIES}

@@ -10,13 +10,14 @@ from typing import Any
 from cifarb.commands._common import add_root_args
 
 DATA_NAMES = "cifar10, cifar100, cifar10-c, cifar100-c, cifar10.1"
-ZOO_NAMES = "resnet20, resnet32, resnet44, resnet56, resnet110"
+ZOO_NAMES = ("resnet20, resnet32, resnet44, resnet56, resnet110, "
+             "chenyaofo-cifar10|cifar100-ARCH (e.g. chenyaofo-cifar100-resnet20; docs/evaluation.md lists them)")
 
 _EPILOG = """\
 Data root: --root, else $CIFARB_DATA, else a per-user cache folder. Layout under the root:
   cifar-10-batches-py/  cifar-100-python/  CIFAR-10-C/  CIFAR-100-C/  CIFAR-10.1/
-Zoo weights (resnet32..110) live in <cache>/models/ or a folder listed in $CIFARB_MODELS; --root does
-not apply to them. ResNet20 is bundled with cifarb.
+Zoo weights (resnet32..110, chenyaofo-*) live in <cache>/models/ or a folder listed in $CIFARB_MODELS;
+--root does not apply to them. ResNet20 is bundled with cifarb.
 Exit status: 0 success; 1 missing or unverified files, network failure, offline with missing files.
 """
 
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _zoo_card(name: str) -> Any | None:
     """The zoo card for `name`, or None (the zoo module is torch-free at import)."""
-    if not name.lower().startswith("resnet"):
+    if not name.lower().startswith(("resnet", "chenyaofo-")):
         return None
     try:
         from cifarb.models import zoo

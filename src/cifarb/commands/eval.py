@@ -16,6 +16,8 @@ MacroStd with its 95 % bootstrap CI, the MacroStd noise floor and excess, and th
 MODEL SPEC is one of:
   resnet20|resnet32|resnet44|resnet56|resnet110   zoo models (ResNet20 is bundled; others: see
                                                   `cifarb data where resnet56`)
+  chenyaofo-cifar10|cifar100-ARCH                 zoo models of chenyaofo/pytorch-cifar-models, e.g.
+                                                  chenyaofo-cifar100-resnet20 (list: docs/evaluation.md)
   PATH.th/.pt/.pth/.safetensors --arch NAME       a checkpoint (the zoo's published files are
                                                   recognised by sha256 and need no --arch)
   RUNDIR                                          a `cifarb train` run directory

@@ -20,6 +20,26 @@ ARCHS: dict[str, tuple[str, str]] = {
     "fastnet": ("cifarb.models.fastnet", "fastnet"),
     "resnet18_imagenet": ("cifarb.models.imagenet", "resnet18_imagenet"),
     "resnet50_imagenet": ("cifarb.models.imagenet", "resnet50_imagenet"),
+    # the chenyaofo/pytorch-cifar-models family, in its parameter names (zoo cards: assets/chenyaofo_cards.toml)
+    "resnet20_b": ("cifarb.models.resnet_b", "resnet20_b"),
+    "resnet32_b": ("cifarb.models.resnet_b", "resnet32_b"),
+    "resnet44_b": ("cifarb.models.resnet_b", "resnet44_b"),
+    "resnet56_b": ("cifarb.models.resnet_b", "resnet56_b"),
+    "vgg11_bn": ("cifarb.models.vgg_bn", "vgg11_bn"),
+    "vgg13_bn": ("cifarb.models.vgg_bn", "vgg13_bn"),
+    "vgg16_bn": ("cifarb.models.vgg_bn", "vgg16_bn"),
+    "vgg19_bn": ("cifarb.models.vgg_bn", "vgg19_bn"),
+    "mobilenetv2_x0_5": ("cifarb.models.mobilenetv2", "mobilenetv2_x0_5"),
+    "mobilenetv2_x0_75": ("cifarb.models.mobilenetv2", "mobilenetv2_x0_75"),
+    "mobilenetv2_x1_0": ("cifarb.models.mobilenetv2", "mobilenetv2_x1_0"),
+    "mobilenetv2_x1_4": ("cifarb.models.mobilenetv2", "mobilenetv2_x1_4"),
+    "shufflenetv2_x0_5": ("cifarb.models.shufflenetv2", "shufflenetv2_x0_5"),
+    "shufflenetv2_x1_0": ("cifarb.models.shufflenetv2", "shufflenetv2_x1_0"),
+    "shufflenetv2_x1_5": ("cifarb.models.shufflenetv2", "shufflenetv2_x1_5"),
+    "shufflenetv2_x2_0": ("cifarb.models.shufflenetv2", "shufflenetv2_x2_0"),
+    "repvgg_a0": ("cifarb.models.repvgg", "repvgg_a0"),
+    "repvgg_a1": ("cifarb.models.repvgg", "repvgg_a1"),
+    "repvgg_a2": ("cifarb.models.repvgg", "repvgg_a2"),
 }
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarb.errors import CifarbError, UsageError
+from cifarb.models import _card_tables
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,6 +111,9 @@ ZOO: dict[str, ModelCard] = {
         _akamaster(110, "1d1ed7c2", 0.9368, sha256_is_prefix=True),
     )
 }
+
+# Cards kept as data files (models/assets/*_cards.toml): the chenyaofo CIFAR-10/100 family, prefix-verified.
+ZOO.update((card.name, card) for card in _card_tables.cards_from_tables(ModelCard))
 
 
 def get_card(name: str) -> ModelCard:

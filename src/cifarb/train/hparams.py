@@ -61,6 +61,14 @@ _RESNET_CIFAR = Recipe(
     "x0.1 at epochs 100 and 150 of 200",
 )
 
+# chenyaofo/pytorch-cifar-models: the recipe all 38 of its training logs record (SGD with weight decay on
+# every parameter, cosine to 0)
+_CHENYAOFO = Recipe(
+    lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=256, epochs=200, schedule="cosine",
+    source="chenyaofo/pytorch-cifar-models training logs: SGD-nesterov 0.1, momentum 0.9, wd 5e-4, batch 256, "
+    "cosine to 0 over 200 epochs",
+)
+
 RECIPES: dict[str, Recipe] = {
     "resnet20": _RESNET_CIFAR,
     "resnet32": _RESNET_CIFAR,
@@ -102,6 +110,11 @@ RECIPES: dict[str, Recipe] = {
         source="fine-tuning torchvision ImageNet weights on CIFAR at 224 px: SGD 0.01, momentum 0.9, "
         "wd 5e-4, cosine",
     ),
+    **dict.fromkeys((
+        "resnet20_b", "resnet32_b", "resnet44_b", "resnet56_b", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+        "mobilenetv2_x0_5", "mobilenetv2_x0_75", "mobilenetv2_x1_0", "mobilenetv2_x1_4", "shufflenetv2_x0_5",
+        "shufflenetv2_x1_0", "shufflenetv2_x1_5", "shufflenetv2_x2_0", "repvgg_a0", "repvgg_a1", "repvgg_a2",
+    ), _CHENYAOFO),
 }
 
 # Fields a config's [hparams] table may override (lr/weight_decay/batch_size/epochs also have flags).
