@@ -69,7 +69,7 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _partial_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """r(x, y | z) from the three pairwise correlations; NaN when undefined."""
     rxy, rxz, ryz = _pearson_rows(x, y), _pearson_rows(x, z), _pearson_rows(y, z)
-    den = np.sqrt((1 - rxz**2) * (1 - ryz**2))
+    den = np.sqrt(np.clip((1 - rxz**2) * (1 - ryz**2), 0.0, None))  # rounding can leave r^2 a hair above 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-12, (rxy - rxz * ryz) / np.where(den > 1e-12, den, 1.0), np.nan)
 
