@@ -62,8 +62,10 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
     den = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
+    # a constant column (max == min) has no correlation; its centred values are rounding noise, not 0
+    ok = (np.ptp(x, axis=-1) > 0) & (np.ptp(y, axis=-1) > 0) & (den > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (xc * yc).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+        return np.where(ok, (xc * yc).sum(axis=-1) / np.where(ok, den, 1.0), np.nan)
 
 
 def _partial_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
