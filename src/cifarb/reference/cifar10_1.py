@@ -112,11 +112,14 @@ def read_cifar10_1_predictions(path: Path | str, version: str, class_names: list
             indices, values = df["index"].to_numpy(), df["prediction"].to_numpy()
             if values.dtype == object:  # class names are accepted, as for CIFAR10-B
                 lookup = {name.lower(): i for i, name in enumerate(class_names)}
-                bad = [v for v in values if str(v).strip().lower() not in lookup and not str(v).strip().isdigit()]
-                if bad:
-                    raise CifarbError(f"{path}: prediction {bad[0]!r} is neither a class id nor a class name")
-                values = np.array([lookup.get(str(v).strip().lower(), None) if not str(v).strip().isdigit()
-                                   else int(str(v).strip()) for v in values])
+                ids = []
+                for raw in values:
+                    text = str(raw).strip()
+                    if text.lower() not in lookup and not text.isdigit():
+                        raise CifarbError(f"{path}: prediction {raw!r} is neither a class id nor a class name "
+                                          f"({', '.join(class_names)})")
+                    ids.append(lookup[text.lower()] if text.lower() in lookup else int(text))
+                values = np.array(ids, dtype=np.int64)
     except CifarbError:
         raise
     except Exception as exc:  # numpy/pandas/pyarrow raise many types for damaged files
@@ -154,3 +157,22 @@ def cifar10_1_result(path: Path | str, *, version: str = "v6", root: str | Path 
                         data_verified=labels.verified,
                         provenance={"model": str(path), "model_sha256": file_digest(path, "sha256"),
                                     "data_sha256": {str(labels.path): labels.sha256}})
+
+
+def run_metrics(args: Any) -> int:
+    """`cifarb metrics PREDICTIONS --dataset cifar10.1`: print the accuracy table, write --json if given."""
+    from cifarb._atomic import atomic_write_json
+    from cifarb.eval.table import class_table
+    from cifarb.metrics.table import format_result
+
+    result = cifar10_1_result(args.predictions, version=args.cifar10_1_version, root=args.root,
+                              trust_local=args.trust_local, bootstrap=args.bootstrap, seed=args.seed,
+                              min_cell_size=args.min_cell_size, min_cell_size_worst=args.min_cell_size_worst)
+    verified = "verified labels" if result["data_verified"] else "UNVERIFIED labels (--trust-local)"
+    print(format_result(result, title=f"cifar10.1 {args.cifar10_1_version}: {args.predictions} "
+                                      f"({result['n_images']:,} of {result['n_official']:,} images, {verified})"))
+    print("", class_table(result), "", "(no subgroup labels: MacroStd is not defined for CIFAR-10.1)", sep="\n")
+    if args.json:
+        atomic_write_json(args.json, result)
+        print(f"\nwrote {args.json}")
+    return 0
