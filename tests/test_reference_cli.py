@@ -157,3 +157,18 @@ def test_reference_command_never_imports_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r.html").exists()
+
+
+def test_docs_carry_the_table_for_all_30_models_and_the_figure(table):
+    doc = (REPO / "docs" / "reference-models.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- reference:table:start -->")[1].split("<!-- reference:table:end -->")[0]
+    rows = {r["name"]: r for r in table["models"]}
+    listed = [line.split("`")[1] for line in block.splitlines() if line.startswith("| `")]
+    assert sorted(listed) == sorted(rows)
+    for line in block.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[2] == f"{100 * rows[cells[0].strip('`')]['accuracy']:.2f}"  # the committed numbers hold
+            assert cells[3] == f"{100 * rows[cells[0].strip('`')]['macro_std']:.2f}"
+    assert "partial_pearson__macro_std__cifar10_1_v6_accuracy__given__accuracy" in doc
+    assert (REPO / "docs" / "assets" / "reference-models.png").read_bytes().startswith(b"\x89PNG")
