@@ -112,7 +112,8 @@ def test_recomputes_cifar10_1_accuracy_from_labels_under_root(shared_repo, tmp_p
     out = tmp_path / "r.json"
     assert main(["reference", *FAST, "--root", str(tmp_path), "--cifar10-1-version", "v4", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["settings"]["cifar10_1"] == "recomputed from labels"
+    assert doc["settings"]["cifar10_1"] == {"v4": "recomputed from labels", "v6": "shipped"}
+    assert doc["settings"]["cifar10_1_labels"]["verified"] is True
     shipped = {r["name"]: r for r in table["models"]}
     for row in doc["models"]:
         assert row["cifar10_1_v4_accuracy"] == pytest.approx(shipped[row["name"]]["cifar10_1_v4_accuracy"], abs=1e-15)

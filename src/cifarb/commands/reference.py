@@ -153,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
                   permutations=getattr(args, "permutations", None), min_cell_size=args.min_cell_size,
                   min_cell_size_worst=args.min_cell_size_worst, cifar10_1_labels=labels,
                   analysis_bootstrap=args.analysis_bootstrap, subgroup_names=args.subgroup_names)
+    if args.root is not None:
+        table["settings"]["cifar10_1_labels"] = {"path": str(got.path), "sha256": got.sha256,
+                                                 "verified": got.verified}
     if args.format == "md":
         print(render.markdown_table(table, args.sort, args.reverse), end="")
     elif args.format == "csv":

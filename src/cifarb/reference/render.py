@@ -79,7 +79,8 @@ def header_lines(table: Mapping[str, Any]) -> list[str]:
         f"discrepancy = {disc_label(table)} ({table['discrepancy_key']}); "
         + (f"95% CIs: stratified bootstrap, {boot} resamples, seed {s.get('seed')}" if boot else
            "no CIs (--bootstrap 0)"),
-        f"CIFAR-10.1 accuracies: {s.get('cifar10_1')} (full v4/v6 sets); drop = full CIFAR-10 accuracy - CIFAR-10.1 v6",
+        "CIFAR-10.1 accuracies (full v4/v6 sets): " + ", ".join(f"{v} {how}" for v, how in s["cifar10_1"].items())
+        + "; drop = full CIFAR-10 accuracy - CIFAR-10.1 v6",
         "adjusted = discrepancy minus what accuracy alone predicts over the reference models (docs/metrics.md)",
     ]
     lines += [f"note: {n}" for n in table.get("notes", [])]

@@ -153,9 +153,9 @@ def score(models: Sequence[str] | None = None, added: Sequence[AddedModel] = (),
 
     `models` restricts the reference models (default: all 30). Added models' predictions fix the scored
     indices (their intersection when several). `cifar10_1_labels` ({"v4"/"v6": labels}) recomputes the
-    CIFAR-10.1 accuracies instead of using the shipped ones; `subgroup_names` renames the 8 subgroups. Every added model with per-image
-    predictions is compared (paired bootstrap, `paired_bootstrap` resamples, default `bootstrap`) with
-    the reference model nearest to it in accuracy.
+    CIFAR-10.1 accuracies of those versions instead of using the shipped ones; `subgroup_names` renames
+    the 8 subgroups. Every added model with per-image predictions is compared (paired bootstrap,
+    `paired_bootstrap` resamples, default `bootstrap`) with the reference model nearest to it in accuracy.
     """
     from cifarb.data.cifar_b import load_cifar_b
     from cifarb.metrics import compute_metrics
@@ -193,7 +193,8 @@ def score(models: Sequence[str] | None = None, added: Sequence[AddedModel] = (),
     for model in added:
         if model.result is not None:
             metric = model.result
-            notes.append(f"{model.name}: a result JSON has no per-image predictions, so no paired comparison")
+            notes.append(f"{model.name}: a result JSON has no per-image predictions, so no paired comparison; its "
+                         "metrics are as computed there (its own bootstrap and cell-size settings)")
         else:
             preds[model.name] = model.aligned(idx)
             metric = compute_metrics(labels, preds[model.name], subgroups, **kw, **opts).to_dict()
@@ -246,7 +247,8 @@ def score(models: Sequence[str] | None = None, added: Sequence[AddedModel] = (),
         "analysis": analysis,
         "analysis_info": info,
         "notes": notes,
-        "settings": {**opts, "cifar10_1": "recomputed from labels" if cifar10_1_labels else "shipped",
+        "settings": {**opts, "cifar10_1": {v: "recomputed from labels" if v in (cifar10_1_labels or {}) else "shipped"
+                                           for v in VERSIONS},
                      "subgroup_names": list(b.subgroup_names)},
         "provenance": {"reference": ref.provenance["source"], "indices_sha256": _indices_digest(idx)},
     }
