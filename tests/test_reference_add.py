@@ -132,3 +132,21 @@ def test_run_directory_and_name_clash(tmp_path, capsys):
     assert "already used" in capsys.readouterr().err
     with pytest.raises(CifarbError, match="indices must be distinct"):
         AddedModel("x", np.array([1, 1]), np.array([0, 0]))
+
+
+def test_a_result_without_the_debiased_key_falls_back_to_the_plugin_for_every_row(tmp_path):
+    preds = _noisy("darc", np.arange(10_000), 0.01, 4)
+    np.save(tmp_path / "p.npy", preds)
+    assert main(["metrics", str(tmp_path / "p.npy"), "--dataset", "cifar10-b", "--bootstrap", "0",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert score(added=[AddedModel("new", result=result)], bootstrap=0,
+                 analysis_bootstrap=0)["discrepancy_key"] == "macro_std_debiased"
+    for key in ("macro_std_debiased", "p_subgroup_effect"):  # as written before those keys existed
+        result.pop(key)
+    table = score(added=[AddedModel("old", result=result)], bootstrap=0, analysis_bootstrap=0)
+    assert table["discrepancy_key"] == "macro_std"
+    assert all(r["discrepancy"] == r["macro_std"] for r in table["models"])
+    assert any("lack macro_std_debiased" in n for n in table["notes"])
+    old = next(r for r in table["models"] if r["name"] == "old")
+    assert old["macro_std_debiased"] is None and old["p_subgroup_effect"] is None

@@ -88,8 +88,8 @@ def test_json_contract(tmp_path, table):
     assert row["cifar10_1_v6_accuracy"] == ref.cifar10_1_accuracy["v6"]["wrn_28_10"].accuracy
 
 
-def test_text_csv_md_html_and_sorting(tmp_path, capsys):
-    assert main(["reference", *FAST, "--sort", "discrepancy", "--models", "wrn_28_10,resnet_basic_56,nas",
+def test_text_csv_md_html_and_sorting(tmp_path, capsys, table):
+    assert main(["reference", *FAST, "--sort", "macro_std", "--models", "wrn_28_10,resnet_basic_56,nas",
                  "--csv", str(tmp_path / "t.csv"), "--html", str(tmp_path / "t.html")]) == 0
     out = capsys.readouterr().out
     lines = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in
@@ -101,6 +101,11 @@ def test_text_csv_md_html_and_sorting(tmp_path, capsys):
     assert len(frame) == 3 and {"subgroup_green", "discrepancy_ci_lo", "cifar10_1_v4_accuracy"} <= set(frame.columns)
     page = (tmp_path / "t.html").read_text()
     assert "data:image/png;base64," in page and "<script" not in page and "http://" not in page
+    from cifarb.reference.render import sorted_rows
+
+    order = [r["name"] for r in sorted_rows(table, "discrepancy")]
+    assert order == [r["name"] for r in sorted(table["models"], key=lambda r: r["discrepancy"])]
+    assert [r["name"] for r in sorted_rows(table, "discrepancy", reverse=True)] == order[::-1]
     assert main(["reference", *FAST, "--format", "md", "--models", "nas,darc", "--sort", "name"]) == 0
     md = capsys.readouterr().out.splitlines()
     assert md[0].startswith("| model |") and len(md) == 4 and "`darc`" in md[2] and "`nas`" in md[3]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,14 +76,12 @@ def check_result(result: Any, where: str) -> None:
 
 def metric_options(bootstrap: int, seed: int, permutations: int | None, min_cell_size: int,
                    min_cell_size_worst: int) -> dict[str, Any]:
-    """keyword arguments for compute_metrics; `permutations` only where the metrics engine takes it (#12)."""
-    from cifarb.metrics import compute_metrics
+    """Keyword arguments for compute_metrics (`permutations` None: the metrics engine's default)."""
+    from cifarb.metrics.core import PERMUTATIONS
 
-    opts: dict[str, Any] = {"bootstrap": int(bootstrap), "seed": int(seed), "min_cell_size": int(min_cell_size),
-                            "min_cell_size_worst": int(min_cell_size_worst)}
-    if permutations is not None and "permutations" in inspect.signature(compute_metrics).parameters:
-        opts["permutations"] = int(permutations)
-    return opts
+    return {"bootstrap": int(bootstrap), "seed": int(seed), "min_cell_size": int(min_cell_size),
+            "min_cell_size_worst": int(min_cell_size_worst),
+            "permutations": int(PERMUTATIONS if permutations is None else permutations)}
 
 
 def _worst_subgroup(sub: Mapping[str, float | None] | None) -> str | None:
@@ -210,6 +207,10 @@ def score(models: Sequence[str] | None = None, added: Sequence[AddedModel] = (),
         rows.append(row)
 
     disc = DEBIASED if all(r.get(DEBIASED) is not None for r in rows) else PLUGIN
+    if disc == PLUGIN:  # e.g. a result JSON written before macro_std_debiased existed
+        lacking = [r["name"] for r in rows if r.get(DEBIASED) is None]
+        notes.append(f"{', '.join(lacking[:3])}{' and others' if len(lacking) > 3 else ''} lack "
+                     f"{DEBIASED}, so the discrepancy column is the plug-in {PLUGIN} for every row")
     for row in rows:
         row["discrepancy"] = row[disc]
         row["discrepancy_ci95"] = row["ci95"].get(disc)
@@ -234,6 +235,9 @@ def score(models: Sequence[str] | None = None, added: Sequence[AddedModel] = (),
                      + (" (their intersection)" if sum(m.indices is not None for m in added) > 1 else "")
                      + "; every reference model is re-scored on exactly these images. CIFAR-10.1 accuracies and "
                      "the 10 -> 10.1 drop use the full sets and full-test-set CIFAR-10 accuracy")
+    if not opts["bootstrap"]:
+        notes.append("--bootstrap 0: no intervals and no p_subgroup_effect (the permutation test runs with the "
+                     "intervals)")
     analysis, info = analyse(rows, bootstrap=analysis_bootstrap, seed=seed)
     info["adjusted_fit"] = fit
     return {
