@@ -81,7 +81,7 @@ def _reference_comparison(result: Mapping[str, Any], frame: Any, seed: int) -> t
              f"{table['n_images']:,} images (no CIs for their rows; `cifarb reference` for the full table)",
              *render.rank_lines(table)]
     for comp in table["comparisons"]:
-        lines += render.comparison_lines(comp)[:3]
+        lines += render.comparison_lines(comp, only=("accuracy", table["discrepancy_key"]))
     subgroups = list(table["settings"]["subgroup_names"])
     body = [[c.strip("`") for c in render._md_cells(r, subgroups)]
             for r in render.sorted_rows(table, "accuracy")]

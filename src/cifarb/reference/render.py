@@ -100,12 +100,12 @@ def text_table(table: Mapping[str, Any], sort: str = "accuracy", reverse: bool =
     return "\n".join(parts)
 
 
-def comparison_lines(comp: Mapping[str, Any]) -> list[str]:
-    """A paired comparison as `compare` prints it: a - b with the 95 % CI of the difference."""
+def comparison_lines(comp: Mapping[str, Any], only: Sequence[str] | None = None) -> list[str]:
+    """A paired comparison as `compare` prints it: a - b with the 95 % CI of the difference (`only`: these metrics)."""
     lines = [f"paired comparison: {comp['a']} - {comp['b']} ({comp['why']}), {comp['n_images']:,} images, "
              f"{comp['bootstrap']} paired resamples"]
     for name, m in comp["metrics"].items():
-        if m.get("diff") is None:
+        if m.get("diff") is None or (only is not None and name not in only):
             continue
         ci = m.get("ci95")
         verdict = ""
