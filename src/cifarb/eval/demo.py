@@ -93,7 +93,8 @@ def _reference_comparison(result: Mapping[str, Any], frame: Any, seed: int) -> t
     ], figures=[Figure(render.scatter_png(table), caption=(
         "The bundled ResNet20 (red star) among the 30 reference models on the same 1,017 images: accuracy vs "
         "MacroStd with the noise-floor band, MacroStd vs CIFAR-10.1 accuracy, and the accuracy-adjusted "
-        "discrepancy vs the CIFAR-10 -> 10.1 drop."))],
+        "discrepancy vs the CIFAR-10 -> 10.1 drop. ResNet20 has no CIFAR-10.1 predictions here, so it appears "
+        "in the left panel only."))],
         html=table_html([*render.MD_HEADER, *subgroups], body))
     return lines, section
 

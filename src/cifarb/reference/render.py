@@ -222,7 +222,14 @@ def scatter_png(table: Mapping[str, Any]) -> bytes:
 
     rows = list(table["models"])
     families = list(dict.fromkeys(r["family"] for r in rows if not r["added"]))
-    colours = dict(zip(families, _colours(len(families)), strict=True))
+    if len(families) <= 10:
+        colours = dict(zip(families, _colours(len(families)), strict=True))
+    else:  # tab20's dark shades first, then the light ones: neighbouring families stay distinguishable
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab20"]
+        order = [*range(0, 20, 2), *range(1, 20, 2)]
+        colours = {f: cmap(order[i % 20]) for i, f in enumerate(families)}
     fig = Figure(figsize=(16.5, 5.6))
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
 
@@ -275,7 +282,7 @@ def scatter_png(table: Mapping[str, Any]) -> bytes:
     handles = [ax.plot([], [], "o", color=colours[f], label=f)[0] for f in families]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(families), 8), fontsize=7, frameon=False)
     fig.suptitle(f"{len(rows)} models on {table['n_images']:,} CIFAR10-B test images", fontsize=11)
-    fig.subplots_adjust(bottom=0.2)
+    fig.subplots_adjust(bottom=0.2, wspace=0.3)
     return _png(fig)
 
 
@@ -292,7 +299,8 @@ def html_page(table: Mapping[str, Any], sort: str = "accuracy", reverse: bool = 
             "Left: accuracy against MacroStd with 95 % interval bars; the grey band is the noise floor, the MacroStd "
             "each model would show with no subgroup effect at its cell sizes. Middle: the discrepancy estimate "
             "against CIFAR-10.1 v6 accuracy. Right: the accuracy-adjusted discrepancy against the CIFAR-10 -> "
-            "CIFAR-10.1 drop. Red stars are added models."))]),
+            "CIFAR-10.1 drop. Red stars are added models (only in the panels whose values they have: an added "
+            "model without CIFAR-10.1 predictions appears on the left only)."))]),
         Section("Table", html=table_html(header, body)),
     ]
     rank = rank_lines(table)
