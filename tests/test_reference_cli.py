@@ -144,6 +144,13 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert "--trust-local" in capsys.readouterr().err
 
 
+def test_sort_choices_match_the_renderer():
+    from cifarb.commands.reference import SORT_CHOICES
+    from cifarb.reference.render import SORT_KEYS
+
+    assert SORT_CHOICES == tuple(SORT_KEYS)
+
+
 def test_list_shows_cards(capsys):
     assert main(["reference", "--list"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -32,9 +32,12 @@ Examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from cifarb.reference.render import SORT_KEYS
+# the keys of cifarb.reference.render.SORT_KEYS, repeated here so building the parser imports no numpy
+SORT_CHOICES = ("accuracy", "discrepancy", "macro_std", "excess", "adjusted", "cifar10.1", "cifar10.1-v4", "drop",
+                "name")
 
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reference",
         help="30 published CIFAR-10 classifiers on CIFAR10-B and CIFAR-10.1; place your own model among them",
@@ -49,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", type=comma_list, metavar="A,B,...",
                         help="only these reference models (file stems, case preserved; see --list)")
     parser.add_argument("--list", action="store_true", help="list the reference models and their cards, then exit")
-    parser.add_argument("--sort", choices=tuple(SORT_KEYS), default="accuracy",
+    parser.add_argument("--sort", choices=SORT_CHOICES, default="accuracy",
                         help="sort rows by this column (default accuracy; natural direction, --reverse flips)")
     parser.add_argument("--reverse", action="store_true", help="reverse the sort direction")
     parser.add_argument("--analysis", action="store_true",
