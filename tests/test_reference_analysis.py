@@ -91,3 +91,10 @@ def test_cli_analysis_prints_partial_correlations(capsys):
     out = capsys.readouterr().out
     assert "MacroStd vs CIFAR-10.1 v6 accuracy | CIFAR-10 accuracy (partial)" in out
     assert "MacroStd vs CIFAR-10 accuracy" in out and "(n=30)" in out
+
+
+def test_small_samples_and_bounds():
+    x, y, z = np.array([1.0, 2.0, 3.0]), np.array([2.0, 1.0, 4.0]), np.array([0.0, 1.0, 3.0])
+    assert correlation("partial_pearson", (x, y, z))["r"] is None  # 3 points: always +-1, so undefined
+    assert correlation("pearson", (x, 2 * x + 1))["r"] == 1.0  # exactly collinear stays in [-1, 1]
+    assert correlation("pearson", (x, y), bootstrap=100)["ci95"] is None  # too few models to resample

@@ -79,9 +79,8 @@ def _partial_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
 def _stat(kind: str, cols: Sequence[np.ndarray]) -> np.ndarray:
     if kind.startswith("spearman") or kind == "partial_spearman":
         cols = [_rank_rows(c) for c in cols]
-    if kind.startswith("partial"):
-        return _partial_rows(*cols)
-    return _pearson_rows(*cols)
+    r = _partial_rows(*cols) if kind.startswith("partial") else _pearson_rows(*cols)
+    return np.clip(r, -1.0, 1.0)  # rounding can land a hair outside [-1, 1]
 
 
 def correlation(kind: str, columns: Sequence[Sequence[float]], *, bootstrap: int = 2000,
@@ -94,9 +93,10 @@ def correlation(kind: str, columns: Sequence[Sequence[float]], *, bootstrap: int
     """
     cols = [np.asarray(c, dtype=np.float64) for c in columns]
     n = int(cols[0].size)
-    r = float(_stat(kind, cols)) if n >= 3 else float("nan")
+    # a partial correlation of 3 points is always +-1: it needs one more point than a plain one
+    r = float(_stat(kind, cols)) if n >= (4 if kind.startswith("partial") else 3) else float("nan")
     ci = None
-    if bootstrap > 0 and n >= 4 and np.isfinite(r):
+    if bootstrap > 0 and n >= 5 and np.isfinite(r):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), n]))
         pick = rng.integers(0, n, size=(int(bootstrap), n))
         boot = _stat(kind, [c[pick] for c in cols])
