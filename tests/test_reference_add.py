@@ -124,10 +124,16 @@ def test_run_directory_and_name_clash(tmp_path, capsys):
     idx = np.arange(1017)
     pd.DataFrame({"index": idx, "label": lab.labels[idx], "prediction": _noisy("nas", idx, 0.1, 5),
                   "subgroup": lab.subgroups[idx]}).to_parquet(run / "predictions" / "cifar10-b.parquet")
+    (run / "eval").mkdir()
+    (run / "eval" / "cifar10.1.json").write_text(json.dumps(
+        {"dataset": "cifar10.1", "n_images": 2000, "n_official": 2000, "accuracy": 0.8125}))
     out = tmp_path / "t.json"
     assert main(["reference", *FAST, "--add", f"run={run}", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["n_images"] == 1017 and doc["indices"] == "subset"
+    mine = next(r for r in doc["models"] if r["name"] == "run")
+    assert mine["cifar10_1_v6_accuracy"] == 0.8125 and mine["cifar10_1_v4_accuracy"] is None
+    assert mine["drop_v6"] is None  # its full-test-set CIFAR-10 accuracy is unknown from 1,017 images
     assert main(["reference", *FAST, "--add", f"nas={run}"]) == 1
     assert "already used" in capsys.readouterr().err
     with pytest.raises(CifarbError, match="indices must be distinct"):
