@@ -59,6 +59,10 @@ def test_demo_offline_table_and_self_contained_report(no_network, tmp_path, caps
     assert "Krizhevsky" in html and "2009" in html and "Learning Multiple Layers of Features" in html
     assert "resnet20-12fca82f.th" in html and "BSD-2" in html
     assert "class x subgroup accuracy" in html.lower()
+    # the reference comparison (#13): ResNet20's rank among the 30 reference models on the same images
+    assert re.search(r"^resnet20 \(bundled\): rank \d+ of 31 by accuracy", printed, re.M), printed
+    assert "paired comparison: resnet20 (bundled) - " in printed and "1,017 images" in printed
+    assert "Among 30 published CIFAR-10 classifiers" in html and html.count("data:image/png;base64,") >= 3
 
 
 def test_demo_refuses_a_file_as_out(tmp_path, capsys):

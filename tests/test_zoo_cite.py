@@ -9,6 +9,7 @@ import pytest
 from cifarb.citations import CITATIONS, DEFAULT_KEYS, METHOD_KEYS, bibtex
 from cifarb.cli import main
 from cifarb.models.zoo import ZOO
+from cifarb.reference import load_reference
 
 ENTRY = re.compile(r"^@(\w+)\{([\w.-]+),\n(.*)\n\}$", re.S)
 
@@ -51,9 +52,11 @@ def test_cite_names_add_entries_once(capsys):
 
 def test_cite_list_all_and_unknown(capsys):
     assert main(["cite", "--list"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in listed] == list(CITATIONS)
+    listed = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    # the reference models' citations (cifarb/reference/cards.json) follow the built-in ones
+    reference = list(load_reference().citations)
+    assert [line.split()[0] for line in listed] == list(CITATIONS) + reference
     assert main(["cite", "--all"]) == 0
-    assert len(re.findall(r"^@\w+\{", capsys.readouterr().out, re.M)) == len(CITATIONS)
+    assert len(re.findall(r"^@\w+\{", capsys.readouterr().out, re.M)) == len(CITATIONS) + len(reference)
     assert main(["cite", "imagenet"]) == 2
     assert "unknown citation 'imagenet'" in capsys.readouterr().err

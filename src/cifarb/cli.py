@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "data",
     "metrics",
+    "reference",
     "eval",
     "train",
     "flow",

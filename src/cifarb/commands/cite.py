@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "names", nargs="*", metavar="NAME",
-        help="citation keys, augmentation names (mixup, flowaug, ...) or zoo models (resnet56); "
-        "their entries are added to the default set",
+        help="citation keys, augmentation names (mixup, flowaug, ...), zoo models (resnet56) or reference "
+        "models (wrn_28_10; `reference` for all 30); their entries are added to the default set",
     )
     parser.add_argument("--all", action="store_true", help="print every entry cifarb knows")
     parser.add_argument("--list", action="store_true", help="list the keys and what each is cited for")
@@ -26,23 +26,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifarb.citations import CITATIONS, DEFAULT_KEYS, METHOD_KEYS, bibtex
+    from cifarb.citations import CITATIONS, DEFAULT_KEYS, METHOD_KEYS
     from cifarb.errors import UsageError
     from cifarb.models.zoo import ZOO
+    from cifarb.reference.bundle import load_reference
+
+    # the reference models' citations ship with their cards (cifarb/reference/cards.json)
+    ref = load_reference()
+    known = {**CITATIONS, **ref.citations}
+
+    def entries(keys: list[str]) -> str:
+        return "\n\n".join(known[k].bibtex for k in dict.fromkeys(keys)) + "\n"
 
     if args.list:
-        width = max(len(k) for k in CITATIONS)
-        for key, cit in CITATIONS.items():
+        width = max(len(k) for k in known)
+        for key, cit in known.items():
             print(f"{key:<{width}}  {cit.what}")
+        print("\nreference models (`cifarb cite NAME`):")
+        width = max(len(n) for n in ref.names)
+        for name in ref.names:
+            card = ref.cards[name]
+            print(f"{name:<{width}}  {card.display_name}: {', '.join(card.citations)}")
         return 0
     if args.all:
-        print(bibtex(list(CITATIONS)), end="")
+        print(entries(list(known)), end="")
         return 0
     keys = list(DEFAULT_KEYS)
     for name in args.names:
         low = name.lower()
-        if name in CITATIONS:
+        if name in known:
             keys.append(name)
+        elif name in ref.cards:
+            keys.extend(ref.cards[name].citations)
+        elif low == "reference":
+            keys.extend(k for n in ref.names for k in ref.cards[n].citations)
         elif low in METHOD_KEYS:
             keys.extend(METHOD_KEYS[low])
         elif low in ZOO:
@@ -50,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise UsageError(
                 f"unknown citation {name!r}; use a key ({', '.join(CITATIONS)}), an augmentation "
-                f"({', '.join(METHOD_KEYS)}) or a zoo model ({', '.join(ZOO)}); `cifarb cite --list` lists the keys"
+                f"({', '.join(METHOD_KEYS)}), a zoo model ({', '.join(ZOO)}) or a reference model; "
+                "`cifarb cite --list` lists the keys"
             )
-    print(bibtex(keys), end="")
+    print(entries(keys), end="")
     return 0

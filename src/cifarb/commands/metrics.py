@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cifarb.commands._common import add_metric_args
+from cifarb.commands._common import add_metric_args, add_root_args
 from cifarb.errors import CifarbError, UsageError
 
 if TYPE_CHECKING:
@@ -24,6 +24,8 @@ Predictions files:
 Labels and background-colour subgroups come from the CIFAR-B labels bundled with cifarb, so no
 images are read (and data_verified is true). The JSON follows the result contract
 (cifarb/schemas/result.schema.json); provenance.model is the predictions file and its sha256.
+--dataset cifar10.1 (--cifar10-1-version v6|v4): .npy/.npz hold all 2,000 (v6) or 2,021 (v4) ids; the
+labels are read from <root>/CIFAR-10.1/ (not bundled), verified by git blob id or --trust-local.
 """
 
 EXPECTED = (
@@ -42,8 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("predictions", metavar="PREDICTIONS", help="predictions file (.npy, .npz, .csv, .parquet)")
-    parser.add_argument("--dataset", required=True, choices=("cifar10-b", "cifar100-b"),
+    parser.add_argument("--dataset", required=True, choices=("cifar10-b", "cifar100-b", "cifar10.1"),
                         help="which test set the predictions are for")
+    parser.add_argument("--cifar10-1-version", choices=("v6", "v4"), default="v6",
+                        help="CIFAR-10.1 version of --dataset cifar10.1 (default v6)")
+    add_root_args(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the result JSON to FILE (atomically)")
     add_metric_args(parser)
     parser.set_defaults(func=run)
@@ -199,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     if args.json and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a directory; give a file path")
+    if args.dataset == "cifar10.1":  # labels from the data root, no subgroups (cifarb.reference.cifar10_1)
+        from cifarb.reference.cifar10_1 import run_metrics
+
+        return run_metrics(args)
 
     from cifarb._atomic import atomic_write_json
     from cifarb._hashing import file_digest
