@@ -10,6 +10,7 @@ from skimage import color
 
 from cifarb.data.corruptions import SEVERITY_PARAMS, _ops, corrupt, image_rngs
 from cifarb.data.corruptions._frost import PHOTO_STATS, frost_plates
+from cifarb.data.corruptions._weather import frost_substitute
 
 RNG = np.random.default_rng(11)
 IMAGES = (RNG.random((6, 32, 32, 3)) * 255).astype(np.uint8)
@@ -176,10 +177,10 @@ def test_contrast_and_frost_blend_by_formula():
         m = x.mean(axis=(1, 2), keepdims=True)
         ref = (np.clip((x - m) * c + m, 0, 1) * 255).astype(np.uint8)
         assert np.abs(corrupt(IMAGES, "contrast", s).astype(int) - ref).max() <= 1
-    # frost with image weight w1 and frost weight w2: out - w1 * x must be a crop of a plate, scaled by w2
+    # the fallback frost with weights w1, w2: out - w1 * x must be a crop of a procedural plate, scaled by w2
     black = np.zeros((4, 32, 32, 3), np.uint8)
     w1, w2 = SEVERITY_PARAMS["frost"][4]
-    out = corrupt(black, "frost", 5, seed=2).astype(np.float64)
+    out = frost_substitute(black, (w1, w2), image_rngs(2, "frost", 5, range(4)), 2).astype(np.float64)
     plates = frost_plates(np.random.SeedSequence(2, spawn_key=(__import__("zlib").crc32(b"frost-plates"),)))
     for o in out:
         found = any(
@@ -187,6 +188,28 @@ def test_contrast_and_frost_blend_by_formula():
             for p in plates for r in range(128 - 32) for c in range(0, 128 - 32)
         )
         assert found
+
+
+def test_imagemagick_q16_quantisation_by_hand():
+    # 16-bit quantum q = floor(257 v + 0.5), then the 8-bit PNG writer's q // 257; values are clipped first
+    v = np.array([-3.0, 0.0, 0.4, 0.6, 100.5, 100.998, 100.9981, 101.0, 254.99, 255.0, 300.0])
+    expected = [0, 0, 0, 0, 100, 100, 101, 101, 254, 255, 255]
+    assert _ops.imagemagick_q16_to_uint8(v).tolist() == expected
+    assert np.rint(v[4:7]).tolist() == [100, 101, 101]  # plain rounding differs on 100.5 and 100.998
+    # across a fine grid: +-1 from np.rint on about half of the values
+    grid = np.linspace(0, 255, 100001)
+    q = _ops.imagemagick_q16_to_uint8(grid).astype(int)
+    assert (np.abs(q - np.rint(grid)) <= 1).all() and 0.4 < (q != np.rint(grid)).mean() < 0.6
+
+
+def test_uint8_wrap_is_numpy_bare_cast_on_x86():
+    assert _ops.wrap_uint8(np.array([270.6, 255.9, 256.0, 511.2])).tolist() == [14, 255, 0, 255]
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64"):  # the reference's platform; undefined elsewhere
+        v = np.linspace(0, 400, 4001)
+        with np.errstate(invalid="ignore"):
+            assert np.array_equal(_ops.wrap_uint8(v), v.astype(np.uint8))
 
 
 def test_frost_plates_are_seeded_and_in_the_photographs_range():

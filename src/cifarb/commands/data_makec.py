@@ -24,8 +24,12 @@ the k-th severity given), and labels.npy, the N labels repeated S times.
 
 The folder also gets a marker, .cifarb-local.json, with the manifest (generator version, seed,
 parameters, input sha256s, official image indices). It names the set as LOCAL and NON-OFFICIAL:
-`cifarb eval --dataset cifar10-c --root OUT` reads it and reports it as cifar10-c-local. Frost uses a
-procedural substitute for the reference's frost photographs (see docs/corruptions.md).
+`cifarb eval --dataset cifar10-c --root OUT` reads it and reports it as cifar10-c-local.
+
+CIFAR-100 uses the same parameters: the reference publishes one CIFAR parameter set (make_cifar_c.py).
+Frost blends crops of the reference's frost photographs, read from the installed `imagecorruptions`
+package (pip install --no-deps imagecorruptions==1.1.2) and checked by sha256; without them frost falls
+back to a procedural substitute, with a warning, and the marker records frost_substitute: true.
 
 The output is deterministic: each image's randomness depends only on (seed, corruption, severity,
 official index), so a prefix gets the same pixels as inside the full set.

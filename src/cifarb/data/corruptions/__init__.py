@@ -20,7 +20,9 @@ from cifarb.data.corruptions._params import SEVERITY_PARAMS
 from cifarb.errors import CifarbError
 
 # Bump when the same (seed, corruption, severity, image) would give different pixels.
-GENERATOR_VERSION = "1"
+# 2: frost from the reference's photographs, zoom_blur with unrounded factors, spatter's uint8 wrap-around,
+#    ImageMagick Q16 quantisation for motion blur and snow (every other corruption: same pixels as 1).
+GENERATOR_VERSION = "2"
 
 STANDARD: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -52,15 +54,22 @@ _RANDOM = {
 
 
 _NOTES = {
-    "motion_blur": "ImageMagick MotionBlurImage re-implemented in numpy: one-sided Gaussian line kernel of "
-    "2*ceil(radius)+1 taps at a random angle in [-45, 45] degrees, edge pixels replicated",
-    "snow": "snow layer blurred with the same numpy motion-blur kernel (angle in [-135, -45]) instead of ImageMagick",
-    "frost": "PROCEDURAL SUBSTITUTE: the reference blends crops of frost photographs; we blend random 32x32 crops "
-    "of five seeded synthetic frost plates (tinted base, plasma mottling, dendritic crystals, grain) whose "
-    "statistics match the photographs' measured range",
+    "motion_blur": "ImageMagick 6 Q16 MotionBlurImage re-implemented in numpy: one-sided Gaussian line kernel of "
+    "2*ceil(radius)+1 taps at a random angle in [-45, 45] degrees, edge pixels replicated, ImageMagick's "
+    "16-bit rounding then 8-bit truncation",
+    "snow": "snow layer blurred with the same numpy motion blur and quantisation (angle in [-135, -45]) "
+    "instead of ImageMagick",
+    "frost": "the reference's frost photographs (from the installed imagecorruptions package, sha256-checked), "
+    "the reference's crop procedure for 32x32 images",
     "glass_blur": "pixel scrambling reproduces the reference's published behaviour (offsets in {-1, 0}, copy not swap)",
-    "spatter": "as the reference, except values above 1 are clipped before the uint8 cast instead of wrapping",
+    "spatter": "as the reference, including the uint8 wrap-around of drop values above 1",
+    "zoom_blur": "as the reference, with its unrounded np.arange factors; all zooms applied as one linear operator",
 }
+FROST_SUBSTITUTE_NOTE = (
+    "PROCEDURAL SUBSTITUTE (the reference's frost photographs were not found): random 32x32 crops of five "
+    "seeded synthetic frost plates (tinted base, plasma mottling, dendritic crystals, grain) whose statistics "
+    "match the photographs' measured range; easier than the reference"
+)
 
 _FAMILIES = {
     "noise": (_noise, ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")),
@@ -177,7 +186,7 @@ def parameters_table() -> dict[str, dict[str, Any]]:
 
 def __getattr__(name: str) -> Any:
     # make_c pulls in the writer (and the readers) only when asked for
-    if name in ("make_c", "MARKER_NAME", "folder_name"):
+    if name in ("make_c", "MARKER_NAME", "folder_name", "frost_substitute_reason"):
         from cifarb.data.corruptions import _makec
 
         return getattr(_makec, name)
@@ -186,5 +195,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CORRUPTIONS", "EXTRA", "GENERATOR_VERSION", "MARKER_NAME", "REGISTRY", "SEVERITIES", "SEVERITY_PARAMS",
-    "STANDARD", "apply", "corrupt", "folder_name", "make_c", "parameters_table",
+    "STANDARD", "apply", "corrupt", "folder_name", "frost_substitute_reason", "make_c", "parameters_table",
 ]

@@ -49,7 +49,7 @@ def motion_blur(images: np.ndarray, p: tuple[float, float], rngs: Rngs, seed: in
     radius, sigma = p
     angles = draw(rngs, lambda g: g.uniform(-45, 45))
     out = _ops.motion_blur(images.astype(np.float64), radius, sigma, angles)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)  # ImageMagick rounds to 8 bits
+    return _ops.imagemagick_q16_to_uint8(out)  # the reference's quantisation, not plain rounding
 
 
 def zoom_blur(images: np.ndarray, factors: list[float], rngs: Rngs, seed: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from cifarb._atomic import atomic_path, atomic_write_json, os_error_message
 from cifarb._hashing import file_digest
 from cifarb.data.corruptions import (
     CORRUPTIONS,
+    FROST_SUBSTITUTE_NOTE,
     GENERATOR_VERSION,
     REGISTRY,
     SEVERITIES,
@@ -44,6 +45,13 @@ def folder_name(dataset: str) -> str:
         return _FOLDERS[dataset]
     except KeyError:
         raise CifarbError(f"unknown dataset {dataset!r} for make-c; choose cifar10 or cifar100") from None
+
+
+def frost_substitute_reason() -> str | None:
+    """Why frost would fall back to the procedural substitute here (None: the reference's photographs are used)."""
+    from cifarb.data.corruptions._frost import frost_photos
+
+    return frost_photos()[1]
 
 
 def _library_versions() -> dict[str, str]:
@@ -165,6 +173,13 @@ def make_c(
     except OSError as exc:
         raise CifarbError(os_error_message(out, exc)) from None
 
+    substitute = frost_substitute_reason() if "frost" in names else None
+    if substitute is not None:
+        print(f"warning: frost uses the PROCEDURAL SUBSTITUTE: {substitute}; the set records frost_substitute: true "
+              f"and its frost is easier than the reference's", file=sys.stderr)
+    notes = {k: REGISTRY[k].note for k in names}
+    if substitute is not None:
+        notes["frost"] = FROST_SUBSTITUTE_NOTE
     try:
         digests = _write_arrays(
             staging, images, labels, indices, names, sevs, seed, batch_size, progress and n > 0
@@ -180,8 +195,8 @@ def make_c(
             "dataset": dataset,
             "description": (
                 f"Corruptions generated locally by cifarb (`cifarb data make-c`) following the CIFAR-10-C "
-                f"definitions; NOT the official {folder} benchmark files. Frost uses a procedural substitute "
-                f"for the reference's photographs."
+                f"definitions and parameters (make_cifar_c.py); NOT the official {folder} benchmark files."
+                + (" Frost uses a procedural substitute for the reference's photographs." if substitute else "")
             ),
             "generator": "cifarb.data.corruptions",
             "generator_version": GENERATOR_VERSION,
@@ -202,8 +217,9 @@ def make_c(
             "source": {"name": getattr(image_set, "name", dataset), "files": source_files, "verified": verified},
             "source_verified": verified,
             "parameters": {k: v for k, v in parameters_table().items() if k in names},
-            "implementation_notes": {k: REGISTRY[k].note for k in names},
-            "frost_substitute": "frost" in names,
+            "implementation_notes": notes,
+            "frost_substitute": substitute is not None,
+            "frost_photos": _frost_photo_record() if "frost" in names and substitute is None else None,
             "files": digests,
         }
         atomic_write_json(staging / MARKER_NAME, marker)
@@ -213,6 +229,13 @@ def make_c(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _frost_photo_record() -> dict[str, Any]:
+    from cifarb.data.corruptions._frost import PHOTO_SHA256, photo_folder
+
+    return {"source": "imagecorruptions package (the reference's frost photographs)", "folder": str(photo_folder()),
+            "sha256": dict(PHOTO_SHA256)}
 
 
 def _write_arrays(

@@ -3,16 +3,20 @@
 The values are those of the public CIFAR-10-C generation script (`ImageNet-C/create_c/make_cifar_c.py`
 in github.com/hendrycks/robustness); they differ from the ImageNet-C values because the images are 32x32.
 Index k of each list is severity k + 1. Only plain numbers live here so the table can be written into the
-manifest of a generated set as it is.
+manifest of a generated set as it is (JSON keeps every float exactly).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# zoom_blur: the reference writes np.arange(1, stop, 0.01); floating-point rounding makes those ranges hold
-# 7, 12, 16, 21 and 26 factors (the first two include their nominal end point), so we list them exactly.
-_ZOOM_COUNTS = (7, 12, 16, 21, 26)
+import numpy as np
+
+# zoom_blur: the reference's factors are np.arange(1, stop, 0.01), unrounded: floating-point rounding makes the
+# ranges hold 7, 12, 16, 21 and 26 factors (the first two include their nominal end point), and the values
+# are not the decimals they look like (the last one is 1.2500000000000002, which makes scipy zoom a 26-px
+# crop to 33 px, not 32). Rounding them changes up to 29 % of the values at severity 5, so we keep them.
+_ZOOM_STOPS = (1.06, 1.11, 1.16, 1.21, 1.26)
 
 SEVERITY_PARAMS: dict[str, list[Any]] = {
     # noise ------------------------------------------------------------------------------------------
@@ -23,7 +27,7 @@ SEVERITY_PARAMS: dict[str, list[Any]] = {
     "defocus_blur": [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],  # (disk radius, alias blur)
     "glass_blur": [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],  # (sigma, delta, iters)
     "motion_blur": [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],  # (kernel radius, sigma); angle in [-45, 45]
-    "zoom_blur": [[round(1 + 0.01 * k, 2) for k in range(n)] for n in _ZOOM_COUNTS],  # zoom factors
+    "zoom_blur": [[float(f) for f in np.arange(1, stop, 0.01)] for stop in _ZOOM_STOPS],  # zoom factors
     # weather ----------------------------------------------------------------------------------------
     # (loc, scale, zoom, threshold, blur radius, blur sigma, blend)
     "snow": [

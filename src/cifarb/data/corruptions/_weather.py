@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import warnings
 import zlib
 
 import cv2
 import numpy as np
 
 from cifarb.data.corruptions import _ops
-from cifarb.data.corruptions._frost import PLATE_SIZE, PLATES, frost_plates
+from cifarb.data.corruptions._frost import PLATE_SIZE, PLATES, frost_photos, frost_plates
 from cifarb.data.corruptions._ops import Rngs, draw, to_uint8
 
 
@@ -23,8 +24,8 @@ def snow(images: np.ndarray, p: tuple, rngs: Rngs, seed: int) -> np.ndarray:
     layer = _ops.clipped_zoom(layer, zoom)[..., 0]
     layer[layer < threshold] = 0
     layer = (np.clip(layer, 0, 1) * 255).astype(np.uint8)  # the reference passes the layer through a PNG
-    flakes = np.clip(np.rint(_ops.motion_blur(layer.astype(np.float64), radius, sigma, angles)), 0, 255)
-    flakes = (flakes / 255.0).astype(np.float32)[..., None]
+    flakes = _ops.imagemagick_q16_to_uint8(_ops.motion_blur(layer.astype(np.float64), radius, sigma, angles))
+    flakes = (flakes / 255.0)[..., None]  # float64, as the reference's cv2.imdecode(...) / 255.
     grey = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]  # cv2 RGB2GRAY weights
     x = blend * x + (1 - blend) * np.maximum(x, grey * 1.5 + 0.5)
     return to_uint8(x + flakes + flakes[:, ::-1, ::-1])
@@ -37,6 +38,27 @@ def _plates(seed: int) -> np.ndarray:
 
 
 def frost(images: np.ndarray, p: tuple[float, float], rngs: Rngs, seed: int) -> np.ndarray:
+    """c0 * image + c1 * a random 32x32 crop of one of the reference's five frost photographs (at 0.2 scale)."""
+    photos, why_not = frost_photos()
+    if not photos:
+        warnings.warn(f"frost: the reference's frost photographs cannot be used ({why_not}); using the "
+                      f"PROCEDURAL SUBSTITUTE, which is easier than the reference", UserWarning, stacklevel=3)
+        return frost_substitute(images, p, rngs, seed)
+    weight_image, weight_frost = p
+    h, w = images.shape[1:3]
+    crops = np.empty(images.shape, dtype=np.float64)
+    for i, g in enumerate(rngs):
+        # the reference's draws, in its order: photo randint(5), then the corner randint(0, H - 32), randint(0, W - 32)
+        photo = photos[int(g.integers(len(photos)))]
+        top = int(g.integers(0, photo.shape[0] - h))
+        left = int(g.integers(0, photo.shape[1] - w))
+        crops[i] = photo[top:top + h, left:left + w]
+    out = weight_image * images.astype(np.float64) + weight_frost * crops
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def frost_substitute(images: np.ndarray, p: tuple[float, float], rngs: Rngs, seed: int) -> np.ndarray:
+    """The fallback: crops of seeded procedural frost plates instead of the photographs (easier; see the docs)."""
     weight_image, weight_frost = p
     n, h, w = images.shape[:3]
     plates = _plates(seed)
@@ -82,8 +104,8 @@ def spatter(images: np.ndarray, p: tuple, rngs: Rngs, seed: int) -> np.ndarray:
     liquid = _ops.gaussian(liquid, smooth)
     liquid[liquid < threshold] = 0
     if not mud:
-        # clip before the uint8 cast: the reference's bare cast would wrap the rare values above 1
-        drops = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+        # the reference's bare uint8 cast wraps the values above 1 around (270 -> 14); so do we
+        drops = _ops.wrap_uint8(liquid * 255)
         shade = np.empty((n, h, w), dtype=np.float32)
         ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
         for i in range(n):  # OpenCV's edge / distance / histogram steps are per image
