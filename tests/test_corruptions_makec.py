@@ -234,3 +234,35 @@ def test_cifar100_folder_and_local_name(tmp_path):
     marker = json.loads((target / MARKER_NAME).read_text())
     assert marker["name"] == "cifar100-c-local" and marker["dataset"] == "cifar100"
     assert np.array_equal(np.load(target / "labels.npy"), [0, 42, 99, 7])
+
+
+@pytest.fixture
+def shared_cifar100(shared_data) -> Path:
+    if not (shared_data / "cifar-100-python" / "test").exists():
+        pytest.skip(f"real CIFAR-100 slice not found at {shared_data / 'cifar-100-python'}")
+    return shared_data
+
+
+def test_make_c_on_the_real_cifar100_slice(tmp_path, shared_cifar100, capsys):
+    # CIFAR-100-C uses the reference's one CIFAR parameter set (make_cifar_c.py), as the official files do
+    from cifarb.data.corruptions import SEVERITY_PARAMS, parameters_table
+    from cifarb.data.readers import load_cifar, load_cifar_c
+
+    names = "frost,zoom_blur,spatter"
+    rc = main(["data", "make-c", "--dataset", "cifar100", "--root", str(shared_cifar100), "--trust-local",
+               "--out", str(tmp_path / "gen"), "--corruptions", names, "--severities", "1,5", "--no-progress"])
+    assert rc == 0 and "CIFAR-100-C" in capsys.readouterr().out
+    src = load_cifar("cifar100", "test", root=shared_cifar100, trust_local=True)
+    assert src.images.shape == (916, 32, 32, 3)
+    cs = load_cifar_c("cifar100", root=tmp_path / "gen")
+    assert cs.local and cs.name == "cifar100-c-local" and cs.severities == [1, 5]
+    assert np.array_equal(cs.labels, src.labels) and src.labels.max() > 9  # the 100 fine labels
+    marker = cs.manifest
+    assert marker["dataset"] == "cifar100" and marker["n_images"] == 916 and marker["indices"] == list(range(916))
+    assert marker["parameters"] == {n: parameters_table()[n] for n in names.split(",")}
+    for name in names.split(","):
+        for sev in (1, 5):
+            assert np.array_equal(cs.images(name, sev), corrupt(src.images, name, sev, 0, src.indices)), (name, sev)
+    assert SEVERITY_PARAMS["zoom_blur"][4][-1] == 1.2500000000000002  # the reference's unrounded factor
+    x = np.load(tmp_path / "gen" / "CIFAR-100-C" / "frost.npy")
+    assert x.shape == (2 * 916, 32, 32, 3) and not np.array_equal(x[:916], src.images)
