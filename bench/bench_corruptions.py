@@ -1,12 +1,18 @@
-"""Images per second of each corruption (cifarb's batched code) against per-image reference loops, same run.
+"""Images per second of each corruption (cifarb's batched code) against two references, in the same run.
 
-The reference for a corruption is the straightforward per-image way of computing it with the same libraries
-(what the public CIFAR-10-C script does: one image at a time through numpy/scipy/scikit-image/OpenCV, and
-a Python pixel loop for glass blur). Corruptions whose reference needs ImageMagick (motion blur, snow) or
-the frost photographs, or that are per-image library calls in both (pixelate, JPEG, spatter), have no
-reference column. Run on the real slice when ../shared/data exists, else on synthetic images:
+1. A per-image loop: the straightforward one-image-at-a-time way of computing the corruption with the same
+   libraries (numpy/scipy/scikit-image/OpenCV, a Python pixel loop for glass blur). Corruptions that need
+   ImageMagick (motion blur, snow) or the photographs (frost), or that are per-image library calls in both
+   (pixelate, JPEG, spatter), have none.
+2. The reference generator itself: make_cifar_c.py of hendrycks/robustness, run through
+   scripts/reference_cifar_c.py (its functions unmodified, its own random draws, ImageMagick via Wand),
+   one image at a time as its driver does. Needs Wand + ImageMagick, the frost photographs and the script
+   (--reference PATH or $CIFARB_REFERENCE_SCRIPT); the column is skipped, with the reason, otherwise.
 
-    python bench/bench_corruptions.py [--n 1000] [--ref-n 100] [--severity 3] [--grid docs/assets/corruptions-grid.png]
+Run on the real slice when ../shared/data exists, else on synthetic images:
+
+    python bench/bench_corruptions.py [--n 1000] [--ref-n 100] [--severities 1-5] [--reference make_cifar_c.py]
+    python bench/bench_corruptions.py --grid docs/assets/corruptions-grid.png --grid-index 7   # the figure only
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from scipy import ndimage
 from skimage import color, util
 
 from cifarb.data.corruptions import CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from cifarb.data.corruptions._frost import frost_photos
 from cifarb.data.corruptions._ops import disk_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +149,47 @@ HAS_REFERENCE = (
 )
 
 
+def load_generator(path: Path | None) -> tuple[dict | None, Path | None, str]:
+    """The reference generator's functions (namespace, photo folder), or (None, None, why not)."""
+    if path is None:
+        return None, None, "no reference script given (--reference PATH to make_cifar_c.py, or $CIFARB_REFERENCE_SCRIPT)"
+    if not path.is_file():
+        return None, None, f"{path} not found"
+    try:
+        import wand.image  # noqa: F401
+    except ImportError as exc:  # Wand missing, or ImageMagick's library missing under it
+        return None, None, f"Wand / ImageMagick not available ({exc}); apt-get install libmagickwand-dev, pip install Wand"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reference_cifar_c", ROOT / "scripts" / "reference_cifar_c.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from cifarb.data.corruptions._frost import photo_folder
+
+    photos = photo_folder()
+    if photos is None:
+        return None, None, "the frost photographs (imagecorruptions package) are not installed"
+    return module.load_reference(path, None), photos, ""
+
+
+def run_generator(ns: dict, photos: Path, name: str, images: np.ndarray, severity: int) -> None:
+    """The reference's driver for one corruption and severity: one PIL image at a time, np.uint8 of the result."""
+    import warnings
+
+    from PIL import Image
+
+    fn = ns[name]
+    old = os.getcwd()
+    os.chdir(photos)  # the reference opens './frost1.png'
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for img in images:
+                np.uint8(fn(Image.fromarray(img), severity))
+    finally:
+        os.chdir(old)
+
+
 def timed(fn, repeat: int = 1) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -170,7 +218,8 @@ def write_grid(path: Path, image: np.ndarray, scale: int = 3) -> None:
                 ax.set_title(["clean", "severity 1", "severity 3", "severity 5"][c], fontsize=8)
             if c == 0:
                 ax.set_ylabel(name + ("*" if name == "frost" else ""), rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("* frost: procedural substitute for the photographs", fontsize=7, y=0.999)
+    fig.suptitle("* frost: the reference's photographs" if frost_photos()[0] else "* frost: procedural substitute",
+                 fontsize=7, y=0.999)
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.992))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -181,49 +230,84 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="images for cifarb's batched code (default 1000)")
     ap.add_argument("--ref-n", type=int, default=100, help="images for the per-image references (default 100)")
-    ap.add_argument("--severity", type=int, default=3)
+    ap.add_argument("--severities", default="1-5", help="severities timed and summed (default 1-5, the whole set)")
     ap.add_argument("--batch-size", type=int, default=500, help="cifarb batch size (make-c's default, 500)")
     ap.add_argument("--repeat", type=int, default=3, help="timings per corruption, best kept (default 3)")
-    ap.add_argument("--grid", type=Path, help="also write the corruption grid PNG here (image 0 of the set)")
+    ap.add_argument("--reference", type=Path, default=os.environ.get("CIFARB_REFERENCE_SCRIPT"),
+                    help="make_cifar_c.py of hendrycks/robustness (for the reference-generator column)")
+    ap.add_argument("--grid", type=Path, help="write the corruption grid PNG here and stop")
     ap.add_argument("--grid-index", type=int, default=0)
     args = ap.parse_args()
 
+    from cifarb.commands.data_makec import parse_severities
+
+    sevs = parse_severities(args.severities)
     x, source = load_images(args.n)
     if args.grid:
         write_grid(args.grid, x[args.grid_index])
         print(f"wrote {args.grid}", file=sys.stderr)
-    print(f"# corruption throughput, severity {args.severity}: {source}")
+        return 0
+    ns, photos, why_not = load_generator(Path(args.reference) if args.reference else None)
+    print(f"# corruption throughput, severities {','.join(map(str, sevs))} (times summed over them): {source}")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, numpy {np.__version__}, "
-          f"cifarb batches of {args.batch_size}; reference: per-image loop on {args.ref_n} images\n")
-    print("| corruption | cifarb img/s | per-image reference img/s | speed-up |")
-    print("|---|---:|---:|---:|")
-    totals = []
+          f"cifarb batches of {args.batch_size}; references: one image at a time on {args.ref_n} images")
+    if ns is None:
+        print(f"# reference generator column skipped: {why_not}")
+    else:
+        import wand.version
+
+        print(f"# reference generator: {args.reference} ({wand.version.MAGICK_VERSION})")
+    print("\n| corruption | cifarb img/s | per-image loop img/s | vs loop | reference generator img/s | vs generator |")
+    print("|---|---:|---:|---:|---:|---:|")
+    total_ours = total_gen = 0.0
     for name in CORRUPTIONS:
-        corrupt(x[:8], name, args.severity)  # warm caches (frost plates, zoom matrices)
+        corrupt(x[:8], name, sevs[0])  # warm caches (frost photographs, zoom matrices)
+        has_loop = name in HAS_REFERENCE
+        t_ours = t_loop = t_gen = 0.0
+        for sev in sevs:
+            def ours(name: str = name, sev: int = sev) -> None:
+                for s in range(0, len(x), args.batch_size):
+                    corrupt(x[s:s + args.batch_size], name, sev, seed=0,
+                            indices=np.arange(s, min(s + args.batch_size, len(x))))
 
-        def ours(name: str = name) -> None:
-            for s in range(0, len(x), args.batch_size):
-                corrupt(x[s:s + args.batch_size], name, args.severity, seed=0, indices=np.arange(s, min(s + args.batch_size, len(x))))
-
-        # interleave ours and the reference, best of `repeat`, so load from other processes hits both alike
-        p = SEVERITY_PARAMS[name][args.severity - 1]
-        has_ref = name in HAS_REFERENCE
-        t_ours = t_ref = float("inf")
-        for _ in range(args.repeat):
-            t_ours = min(t_ours, timed(ours))
-            if has_ref:
-                rng = np.random.default_rng(0)
-                t_ref = min(t_ref, timed(lambda: [reference(name, img, p, rng) for img in x[:args.ref_n]]))  # noqa: B023
-        rate = len(x) / t_ours
-        totals.append(t_ours)
-        if has_ref:
-            ref = args.ref_n / t_ref
-            print(f"| {name} | {rate:,.0f} | {ref:,.0f} | {rate / ref:.1f}x |", flush=True)
+            p = SEVERITY_PARAMS[name][sev - 1]
+            # interleave ours and the references, best of `repeat`, so load from other processes hits all alike
+            best = [float("inf")] * 3
+            for _ in range(args.repeat):
+                best[0] = min(best[0], timed(ours))
+                if has_loop:
+                    rng = np.random.default_rng(0)
+                    best[1] = min(best[1], timed(lambda: [reference(name, img, p, rng) for img in x[:args.ref_n]]))  # noqa: B023
+                if ns is not None:
+                    np.random.seed(0)
+                    best[2] = min(best[2], timed(lambda: run_generator(ns, photos, name, x[:args.ref_n], sev)))  # noqa: B023
+            t_ours += best[0]
+            t_loop += best[1] if has_loop else 0.0
+            t_gen += best[2] if ns is not None else 0.0
+        k = len(sevs)
+        rate = k * len(x) / t_ours
+        total_ours += t_ours / len(x)
+        cells = [f"{rate:,.0f}"]
+        if has_loop:
+            loop = k * args.ref_n / t_loop
+            cells += [f"{loop:,.0f}", f"{rate / loop:.1f}x"]
         else:
-            print(f"| {name} | {rate:,.0f} | - | - |", flush=True)
-    all_rate = len(x) * len(CORRUPTIONS) / sum(totals)
-    print(f"\nall 19 at severity {args.severity}: {all_rate:,.0f} img/s overall "
-          f"(a 10,000-image set x 19 x 5 severities ~ {10000 * 19 * 5 / all_rate / 60:.1f} min)")
+            cells += ["-", "-"]
+        if ns is not None:
+            gen = k * args.ref_n / t_gen
+            total_gen += t_gen / args.ref_n
+            cells += [f"{gen:,.0f}", f"{rate / gen:.1f}x"]
+        else:
+            cells += ["skipped", "-"]
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)
+    n_pairs = len(CORRUPTIONS) * len(sevs)
+    all_rate = n_pairs / total_ours
+    print(f"\nwhole set ({len(CORRUPTIONS)} corruptions x {len(sevs)} severities): cifarb {all_rate:,.0f} img/s "
+          f"(a 10,000-image test set ~ {10000 * n_pairs / all_rate / 60:.1f} min)")
+    if ns is not None:
+        gen_rate = n_pairs / total_gen
+        print(f"reference generator {gen_rate:,.0f} img/s (~ {10000 * n_pairs / gen_rate / 60:.1f} min): "
+              f"cifarb is {all_rate / gen_rate:.1f}x its throughput")
     return 0
 
 
