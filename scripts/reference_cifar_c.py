@@ -11,11 +11,13 @@ code runs on today's libraries. Those API patches are the only changes, all list
 - `scipy.ndimage.interpolation` is aliased to `scipy.ndimage` if a future scipy drops it.
 
 Replay harness: the reference draws from numpy's legacy global generator (and scikit-image's own one for
-impulse noise). With `--replay` (the default for fixtures), the numpy proxy's `random` attribute is a
-`Replay` that answers each of the reference's calls (`normal`, `uniform`, `poisson`, `randint`, and the
-`rng.random` of `skimage.util.random_noise`) with the numbers cifarb draws for that image from its own
-per-image stream (seed, corruption, severity, official index), in the reference's call order. The
-reference's arithmetic is untouched, so any difference that remains is cifarb's.
+impulse noise). In `fixtures` and `compare`, the numpy proxy's `random` attribute is a `Replay` that
+answers each of the reference's calls (`normal`, `uniform`, `poisson`, `randint`, and the `rng.random` of
+`skimage.util.random_noise`) with the numbers cifarb draws for that image from its own per-image stream
+(seed, corruption, severity, official index), in the reference's call order. The
+reference's arithmetic is untouched, so any difference that remains is cifarb's. `frost` runs the
+reference with its own global draws (seeded 0..draws-1) and memoises its cv2.imread of the photographs
+(same pixels, less decoding).
 
 Requirements (scripts/requirements-reference.txt): ImageMagick 6.9.11 Q16 (Debian 12:
 `apt-get install libmagickwand-dev`, i.e. libmagickwand-6.q16-dev; IM7 and HDRI builds round differently),
