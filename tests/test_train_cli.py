@@ -73,7 +73,7 @@ def test_run_directory_contract(root, tmp_path, capsys):
     from cifarb.eval import predict
     from cifarb.models.zoo import resolve_model
 
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and set(ckpt) >= {"model", "optimizer", "scheduler", "rng"}
     loaded = resolve_model(str(out))
     test = load_cifar("cifar10", "test", root=root, trust_local=True)
@@ -199,7 +199,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(root, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "diverged" in err and "NaN" in err and "epoch 2" in err and "last good checkpoint" in err
     assert "Traceback" not in err
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert [r["epoch"] for r in epoch_lines(out)] == [1]
@@ -225,7 +225,7 @@ def test_imagenet_architecture_from_random_init_at_32px(root, tmp_path):
     assert manifest["config"]["arch_options"] == {"image_size": 32, "pretrained": False}
     assert manifest["normalization"]["mean"] == [0.485, 0.456, 0.406]  # ImageNet statistics
     loaded = resolve_model(str(out))  # rebuilt from the manifest without any download
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     for key, value in loaded.module.state_dict().items():
         assert torch.equal(value, ckpt["model"][key]), key
     assert main(base_args(root, tmp_path / "r2", "--pretrained", "--epochs", "1")) == 2  # resnet20: no weights

@@ -85,7 +85,7 @@ def test_two_cpu_processes_train_identical_weights(tmp_path):
     pred, _ = predict(net, test.images, manifest["normalization"]["mean"], manifest["normalization"]["std"],
                       batch_size=16, device="cpu")
     assert lines[-1]["test_accuracy"] == pytest.approx(float((pred == test.labels).mean()))
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     for key in w0:
         assert torch.equal(ckpt["model"][key], w0[key]), key
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "manifest.json", "metrics.jsonl"]

@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
             cut.kill()
             cut.wait()
         cut.stderr.close()
-    done_before_kill = torch.load(cut_out / "checkpoints" / "last.pt", weights_only=False)["epoch"]
+    done_before_kill = torch.load(cut_out / "checkpoints" / "last.pt", weights_only=True)["epoch"]
     assert 1 <= done_before_kill < EPOCHS
 
     resumed = subprocess.run(_command(root, cut_out, "--resume"), env=env, capture_output=True, text=True, timeout=180)
@@ -70,8 +70,8 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
     assert ref.wait(timeout=180) == 0, ref.stderr.read().decode()
     ref.stderr.close()
 
-    a = torch.load(ref_out / "checkpoints" / "last.pt", weights_only=False)
-    b = torch.load(cut_out / "checkpoints" / "last.pt", weights_only=False)
+    a = torch.load(ref_out / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(cut_out / "checkpoints" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == EPOCHS
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:

@@ -322,10 +322,20 @@ def _make_run(path: Path, arch: str = "resnet20", norm: bool = True, seed: int =
         config.update(mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26])
     run = RunDir(path).create()
     run.write_manifest({"config": config, "seed": 0})
-    # a training checkpoint carries more than tensors (optimizer state, RNG, epoch)
+    # a training checkpoint carries more than tensors (optimizer state, RNG, epoch), all weights-only-safe
     run.save_checkpoint({"model": {"module." + k: v for k, v in state.items()}, "epoch": 2,
-                         "rng": np.random.get_state()})
+                         "rng": {"numpy": {"kind": "MT19937", "key": torch.arange(624), "pos": 3}}})
     return state
+
+
+def test_an_old_run_checkpoint_with_python_objects_names_the_conversion(tmp_path):
+    _make_run(tmp_path / "old")
+    # cifarb < 0.2 saved numpy's RNG state as an ndarray, which the weights-only unpickler refuses
+    run = RunDir(tmp_path / "old")
+    run.save_checkpoint({**torch.load(run.checkpoint_path(), weights_only=True), "rng": np.random.get_state()})
+    for spec in (tmp_path / "old", run.checkpoint_path()):
+        with pytest.raises(CifarbError, match="cifarb convert-checkpoint --trust-this-file"):
+            zoo.resolve_model(str(spec), num_classes=10)
 
 
 def test_run_directory_spec(tmp_path):

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "compare",
     "cite",
+    "convert-checkpoint",
 )
 
 EPILOG = """\
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         # every listed command must exist: a missing module is a packaging bug and should fail loudly
-        importlib.import_module(f"cifarb.commands.{name}").register(subparsers)
+        importlib.import_module(f"cifarb.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -361,11 +361,11 @@ class FlowAug(BatchAugmentation):
                     and meta.get("data_sha256") == data_hash
                     and meta.get("n") == n
                 ):
-                    parts = [np.load(folder / name)["images"] for name in meta["shards"]]
+                    parts = [_read_shard(folder, name) for name in meta["shards"]]
                     pool = torch.from_numpy(np.concatenate(parts))
                     if pool.shape == (n, self.pool_size, *images.shape[1:]):
                         return pool
-            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            except (OSError, ValueError, KeyError, TypeError, EOFError, json.JSONDecodeError):
                 pass  # a damaged cache is rebuilt below
         out = torch.empty((n, self.pool_size, *images.shape[1:]), dtype=torch.uint8)
         bar = _bar(n * self.pool_size, "flowaug pool", self.progress)
@@ -492,3 +492,13 @@ def make_flowaug(num_classes: int, **opts: Any) -> FlowAug:
 
 
 register_augmentation("flowaug", make_flowaug, options=OPTIONS)
+
+
+def _read_shard(folder: Path, name: Any) -> np.ndarray:
+    """One cached pool shard: a plain file name inside the pool folder, read without pickle."""
+    from cifarb.runs.rundir import is_plain_name
+
+    if not is_plain_name(name):
+        raise ValueError(f"pool shard name {name!r} is not a file name in {folder}")
+    with np.load(folder / name, allow_pickle=False) as z:
+        return np.asarray(z["images"])

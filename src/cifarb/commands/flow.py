@@ -48,10 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="NAME|FILE.toml",
                    help="tiny, small, paper, or a TOML file (required unless --resume)")
-    p.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10",
-                   help="training data (default cifar10)")
+    p.add_argument("--dataset", choices=("cifar10", "cifar100"),
+                   help="training data (default cifar10; a resume uses the run's)")
     p.add_argument("--epochs", type=positive_int, metavar="N",
-                   help="number of epochs (default: the config's); the LR schedule is rescaled to N")
+                   help="number of epochs (default: the config's, or the run's when resuming; a larger N "
+                   "extends a resumed run); the LR schedule is rescaled to N")
     p.add_argument("--out", metavar="RUNDIR",
                    help="run directory (default runs/<timestamp>-flow-<config>-s<seed>); must be empty "
                    "or absent unless --resume")
@@ -105,7 +106,9 @@ def run_train(args: argparse.Namespace) -> int:
         if cfg is None:
             raise UsageError("--config is required to start a new flow run (tiny, small, paper or FILE.toml)")
         args.out = str(Path("runs") / default_run_name("flow", cfg.name, cfg.seed))
-    prepare_run(cfg, Path(args.out), args.resume, args.epochs)  # validate before reading any data
+    # validate before reading any data; a resume reuses the run's --root/--trust-local unless given
+    prepare_run(cfg, Path(args.out), args.resume, args.epochs, dataset=args.dataset, root=args.root,
+                trust_local=args.trust_local)
     out = train_flow(cfg, args.out, dataset=args.dataset, root=args.root, trust_local=args.trust_local,
                      epochs=args.epochs, resume=args.resume, device=args.device, progress=args.progress)
     print(f"flow run: {out}")

@@ -44,22 +44,24 @@ def resolve_flow_path(spec: str | Path) -> Path:
 
 
 def read_flow_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load a flow checkpoint safely (weights only) and check that it is one."""
-    import torch
+    """torch.load a flow checkpoint safely (weights only, never code) and check that it is one."""
+    from cifarb.runs.rundir import load_weights_only
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CifarbError(
-            f"flow checkpoint {path} is unreadable ({exc.__class__.__name__}); it may be truncated or not a "
-            "torch file—retrain or copy it again"
-        ) from None
+        state = load_weights_only(path)
+    except CifarbError as exc:
+        raise CifarbError(f"flow {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state or "config" not in state:
         raise CifarbError(
             f"{path} is not a cifarb flow checkpoint (no '{FORMAT}' marker); give a checkpoint written by "
             "`cifarb flow train` (a classifier checkpoint does not work here)"
         )
-    if int(state.get("version", 0)) > FORMAT_VERSION:
+    version = state.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CifarbError(f"flow checkpoint {path} has a damaged format version {version!r}; retrain or copy it again")
+    if not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
+        raise CifarbError(f"flow checkpoint {path} is damaged (config or model is not a mapping); retrain or copy it again")
+    if version > FORMAT_VERSION:
         raise CifarbError(f"flow checkpoint {path} has format version {state.get('version')}; upgrade cifarb to read it")
     return state
 

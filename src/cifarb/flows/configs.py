@@ -52,6 +52,10 @@ class FlowConfig:
     grid_temperature: float = 0.7
 
     def __post_init__(self) -> None:
+        from cifarb.runs.rundir import is_plain_name
+
+        if not is_plain_name(self.name):  # it names the run folder runs/<stamp>-flow-<name>-s<seed>
+            raise CifarbError(f"flow config name {self.name!r} must be a plain name (no '/', '..' or leading '.')")
         for key in ("levels", "steps", "hidden", "z_dim", "enc_channels", "image_size", "in_channels",
                     "n_bits", "batch_size", "test_batch_size", "epochs", "grid_n"):
             if getattr(self, key) <= 0:

@@ -146,26 +146,67 @@ def _resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def prepare_run(cfg: FlowConfig | None, out: Path, resume: bool, epochs: int | None) -> tuple[FlowConfig, int]:
-    """Check --out/--resume and settle the config and epoch count, writing nothing."""
+@dataclass
+class FlowRunPlan:
+    """A flow run's settled settings: from the flags for a new run, from its manifest for a resume."""
+
+    cfg: FlowConfig
+    epochs: int
+    dataset: str
+    root: str | None
+    trust_local: bool
+    saved: dict[str, Any] | None = None  # the manifest being resumed
+    changes: dict[str, Any] | None = None  # what the resume changes (recorded under the manifest's resumes)
+
+
+def prepare_run(cfg: FlowConfig | None, out: Path, resume: bool, epochs: int | None, *,
+                dataset: str | None = None, root: str | Path | None = None,
+                trust_local: bool | None = None) -> FlowRunPlan:
+    """Check --out/--resume and settle the config, epochs and data source, writing nothing.
+
+    A resume takes every setting from the manifest (config, epochs, dataset, --root, --trust-local); it may
+    give a larger --epochs (the run is extended) and other runtime settings; any other change exits 2.
+    """
     rundir = RunDir(out)
     rundir.check_can_start(resume)
-    if epochs is not None and epochs <= 0:
-        raise UsageError(f"--epochs must be positive, got {epochs}")
-    if resume:
-        manifest = rundir.read_manifest()
-        if manifest.get("kind") != "flow":
-            raise UsageError(f"--resume: {out} is not a flow run (manifest kind {manifest.get('kind')!r})")
-        stored = config_from_dict(manifest["config"], f"{rundir.manifest_path} (config)")
-        if cfg is not None and cfg.to_dict() != stored.to_dict():
-            raise UsageError(
-                f"--resume: --config {cfg.name!r} differs from the config of the run in {out} "
-                f"({stored.name!r}); drop --config to resume with the stored one"
-            )
-        cfg = stored
-    if cfg is None:
-        raise UsageError("--config is required to start a new flow run (tiny, small, paper or FILE.toml)")
-    return cfg, epochs if epochs is not None else cfg.epochs
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise UsageError(f"--epochs must be a positive integer, got {epochs!r}")
+    root_s = str(Path(root).expanduser().absolute()) if root is not None else None
+    if not resume:
+        if cfg is None:
+            raise UsageError("--config is required to start a new flow run (tiny, small, paper or FILE.toml)")
+        return FlowRunPlan(cfg, epochs if epochs is not None else cfg.epochs, dataset or "cifar10", root_s,
+                           bool(trust_local))
+    manifest = rundir.read_manifest()
+    if manifest.get("kind") != "flow" or not isinstance(manifest.get("config"), dict):
+        raise UsageError(f"--resume: {out} is not a flow run (manifest kind {manifest.get('kind')!r})")
+    stored = config_from_dict(manifest["config"], f"{rundir.manifest_path} (config)")
+    if cfg is not None and cfg.to_dict() != stored.to_dict():
+        raise UsageError(
+            f"--resume: --config {cfg.name!r} differs from the config of the run in {out} "
+            f"({stored.name!r}); drop --config to resume with the stored one"
+        )
+    saved_epochs = manifest.get("epochs")
+    if isinstance(saved_epochs, bool) or not isinstance(saved_epochs, int) or saved_epochs <= 0:
+        raise CifarbError(f"{rundir.manifest_path}: 'epochs' is {saved_epochs!r}, not a positive integer; "
+                          "the run is damaged—start a new one")
+    changes: dict[str, Any] = {}
+    if epochs is not None and epochs != saved_epochs:
+        if epochs < saved_epochs:
+            raise UsageError(f"--resume: --epochs {epochs} is fewer than the run's {saved_epochs} (manifest.json); "
+                             "drop --epochs to resume, or give a larger number to extend the run")
+        changes["epochs"] = {"from": saved_epochs, "to": epochs}
+    saved_dataset = manifest.get("dataset")
+    if dataset is not None and saved_dataset is not None and dataset != saved_dataset:
+        raise UsageError(f"--resume: --dataset {dataset} differs from the run's {saved_dataset!r} (manifest.json); "
+                         "drop --dataset to resume, or start a new run in another --out")
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    saved_root = source.get("root") if isinstance(source.get("root"), str) else None
+    saved_trust = source.get("trust_local") is True
+    return FlowRunPlan(
+        stored, epochs if epochs is not None else saved_epochs, str(saved_dataset or dataset or "cifar10"),
+        root_s if root_s is not None else saved_root, bool(trust_local) or saved_trust, manifest, changes,
+    )
 
 
 def train_flow(
@@ -173,9 +214,9 @@ def train_flow(
     out: str | Path,
     *,
     data: FlowData | None = None,
-    dataset: str = "cifar10",
+    dataset: str | None = None,
     root: str | Path | None = None,
-    trust_local: bool = False,
+    trust_local: bool | None = None,
     epochs: int | None = None,
     resume: bool = False,
     device: str | None = None,
@@ -186,13 +227,15 @@ def train_flow(
 
     Each epoch appends {"event": "epoch", epoch, train_bpd, test_bpd, lr, elapsed_s, ...} to
     metrics.jsonl, rewrites checkpoints/last.pt atomically (and best.pt on a new best test bpd), and
-    writes samples/epoch_NNNN.png. `data` overrides reading `dataset` from `root` (tests).
+    writes samples/epoch_NNNN.png. `data` overrides reading `dataset` from `root` (tests). A resume
+    reuses the run's config, epochs, dataset, root and trust_local (see `prepare_run`).
     """
     out = Path(out)
-    cfg, n_epochs = prepare_run(cfg, out, resume, epochs)
+    plan = prepare_run(cfg, out, resume, epochs, dataset=dataset, root=root, trust_local=trust_local)
+    cfg = plan.cfg
     dev = _resolve_device(device)
     if data is None:
-        data = load_flow_data(dataset, root, trust_local)
+        data = load_flow_data(plan.dataset, plan.root, plan.trust_local)
     if cfg.train_limit or cfg.test_limit:
         data = FlowData(
             train=data.train[: cfg.train_limit or None], test=data.test[: cfg.test_limit or None],
@@ -200,40 +243,61 @@ def train_flow(
         )
     if len(data.train) == 0 or len(data.test) == 0:
         raise CifarbError("flow training needs at least one training and one test image")
-    say = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
-
     rundir = RunDir(out)
+    # one writer per run directory, for the life of the run; the OS releases the lock if this process dies
+    with rundir.lock("flow run directory"):
+        rundir.check_can_start(resume)  # again: the folder may have changed while the data was read
+        return _train_locked(plan, data, rundir, dev, progress, log)
+
+
+def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.device, progress: bool,
+                  log: Any) -> Path:
+    cfg, n_epochs, out = plan.cfg, plan.epochs, rundir.path
+    say = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
     torch.manual_seed(cfg.seed)
     model = GlobalLocalFlow(cfg).to(dev)
     opt = make_optimizer(model, cfg)
     start_epoch, step, elapsed, best, cpu = 0, 0, 0.0, math.inf, 0.0
-    if resume:
+    if plan.saved is not None:
         state = rundir.load_checkpoint("last.pt") if rundir.checkpoint_path("last.pt").exists() else None
         if state is not None:
-            model = build_from_state(state, rundir.checkpoint_path("last.pt")).to(dev)
-            opt = make_optimizer(model, cfg)
-            opt.load_state_dict(state["optimizer"])
-            start_epoch, step = int(state["epoch"]), int(state["step"])
-            elapsed, best = float(state["elapsed_s"]), float(state.get("best_test_bpd", math.inf))
-            cpu = float(state.get("cpu_s", 0.0))
-            torch.set_rng_state(state["torch_rng"])
+            try:
+                model = build_from_state(state, rundir.checkpoint_path("last.pt")).to(dev)
+                opt = make_optimizer(model, cfg)
+                opt.load_state_dict(state["optimizer"])
+                start_epoch, step = int(state["epoch"]), int(state["step"])
+                elapsed, best = float(state["elapsed_s"]), float(state.get("best_test_bpd", math.inf))
+                cpu = float(state.get("cpu_s", 0.0))
+                torch.set_rng_state(state["torch_rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CifarbError(f"flow checkpoint {rundir.checkpoint_path('last.pt')} is not a complete training "
+                                  f"state ({exc.__class__.__name__}: {str(exc)[:100]}); delete it to restart the run "
+                                  "from scratch, or start a new run") from None
             say(f"resuming {out} after epoch {start_epoch}")
+        # validated: now the run may be changed
+        rundir.clean_stale_staging()
         rundir.truncate_epochs(start_epoch)
-        manifest = rundir.read_manifest()
+        manifest = dict(plan.saved)
         manifest["epochs"] = n_epochs
+        entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads(),
+                                 **(plan.changes or {})}
+        entry.update({k: v for k, v in provenance_info().items() if k != "versions"})
+        manifest.setdefault("resumes", []).append(entry)
         rundir.write_manifest(manifest)
     else:
-        rundir.create()
-        rundir.write_manifest({
+        # built under a temporary name and renamed: a kill never leaves a half-made run behind
+        rundir.create_with_manifest({
             "kind": "flow",
             "config": cfg.to_dict(),
             "dataset": data.dataset,
             "epochs": n_epochs,
             "seed": cfg.seed,
             "device": str(dev),
+            "source": {"root": plan.root, "trust_local": plan.trust_local},
             "data": {"n_train": len(data.train), "n_test": len(data.test), "n_official_test": data.n_official_test,
                      "verified": data.verified, "sha256": data.files},
             **provenance_info(),
+            "resumes": [],
         })
 
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)

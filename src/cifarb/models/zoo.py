@@ -5,7 +5,7 @@ Importing this module is cheap (no torch); `resolve_model` imports torch when it
 A SPEC is one of (DESIGN.md, Model SPEC):
 - a zoo name (`resnet20|32|44|56|110`): ResNet20 is bundled; the others are looked up in each folder of
   `$CIFARB_MODELS`, then in `<cache>/models/`, under their original file names, and checked by sha256;
-- a checkpoint file (`.th/.pt/.pth` torch pickle, or `.safetensors`) plus `--arch`; a file whose sha256
+- a checkpoint file (`.th/.pt/.pth` torch file, read weights-only, or `.safetensors`) plus `--arch`; a file whose sha256
   matches a zoo card uses that card's architecture and normalisation;
 - a `cifarb train` run directory (manifest.json + checkpoints/last.pt);
 - `module:callable` (or `path/to/file.py:callable`), a factory returning an `nn.Module`, with
@@ -279,8 +279,8 @@ def _load_checkpoint_spec(spec: str, path: Path, arch: str | None, mean: Any, st
         arch = manifest_norm.get("arch")
     if arch is None:
         raise UsageError(f"{path} is not a zoo checkpoint, so its architecture is unknown: pass --arch NAME")
-    # A checkpoint inside a cifarb run directory is cifarb's own output and may be unpickled in full.
-    state, extras = load_state_dict(path, full=True, trusted=manifest_norm is not None)
+    # whatever folder it sits in, a checkpoint is read weights-only: a manifest beside it proves nothing
+    state, extras = load_state_dict(path, full=True)
     if mean is None:
         if card is not None:
             norm: dict[str, Any] | None = {"mean": card.mean, "std": card.std}
@@ -307,13 +307,15 @@ def _load_rundir(spec: str, path: Path, arch: str | None, mean: Any, std: Any,
                           "give a run directory made by `cifarb train`, or a checkpoint file with --arch")
     manifest = run.read_manifest()
     config = manifest.get("config") or {}
+    if not isinstance(config, dict):
+        raise CifarbError(f"{run.manifest_path}: 'config' is not a JSON object; the run is damaged")
     run_arch = config.get("arch")
-    if run_arch is None:
+    if not isinstance(run_arch, str):
         raise CifarbError(f"{run.manifest_path} names no architecture (config.arch); the run is incomplete")
     if arch is not None and arch != run_arch:
         raise CifarbError(f"{path} trained a {run_arch}; it does not fit --arch {arch}: drop --arch")
     run_classes = config.get("num_classes") or _DATASET_CLASSES.get(str(config.get("dataset")))
-    if run_classes is None:
+    if isinstance(run_classes, bool) or not isinstance(run_classes, int) or not 0 < run_classes <= 100_000:
         raise CifarbError(f"{run.manifest_path} names no dataset or num_classes; the run is incomplete")
     _check_classes(int(run_classes), num_classes, f"run {path}", str(config.get("dataset")))
     if mean is None:
@@ -326,10 +328,12 @@ def _load_rundir(spec: str, path: Path, arch: str | None, mean: Any, std: Any,
     if not ckpt.exists():
         raise CifarbError(f"{path} has no checkpoint ({ckpt}); the run never finished an epoch")
     digest = sha256_file(ckpt)
-    # A run directory is cifarb's own output, so its checkpoint may be unpickled in full.
+    # read weights-only like any other file: a run directory from someone else must not run code
     payload = run.load_checkpoint("last.pt")
     state = _extract_state(payload, ckpt)
     options = config.get("arch_options") or {}
+    if not isinstance(options, dict):
+        raise CifarbError(f"{run.manifest_path}: config.arch_options is not a JSON object; the run is damaged")
     module = _build_and_load(run_arch, int(run_classes), dict(options), state, ckpt)
     return LoadedModel(module, mean, std, run_arch, spec, digest, None, int(run_classes), str(ckpt),
                        info={"run": str(path), "dataset": config.get("dataset")})
@@ -366,36 +370,25 @@ def _load_callable(spec: str, arch: str | None, mean: Any, std: Any, num_classes
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def load_state_dict(path: Path, full: bool = False, trusted: bool = False) -> Any:
+def load_state_dict(path: Path, full: bool = False) -> Any:
     """Tensors of a `.safetensors` or torch checkpoint file (prefixes `module.`/`_orig_mod.` removed).
 
-    Torch files are read with `weights_only=True`, so unpickling cannot run code, unless `trusted`
-    (cifarb's own run directories). With `full`, returns (state_dict, the other top-level entries).
+    Torch files are always read with `weights_only=True`, so unpickling cannot run code; an old file that
+    needs more gets an error naming `cifarb convert-checkpoint`. With `full`, returns (state_dict, the other
+    top-level entries).
     """
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CifarbError(f"{path} is not a readable safetensors file ({exc}); download it again") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged header
+            raise CifarbError(f"{path} is not a readable safetensors file ({str(exc)[:120]}); download it again") from None
         state = _strip_prefixes(state)
         return (state, {}) if full else state
-    import pickle
+    from cifarb.runs.rundir import load_weights_only
 
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as exc:
-        raise CifarbError(
-            f"{path} holds Python objects other than tensors, which cifarb does not unpickle ({str(exc).splitlines()[0]}); "
-            "save the weights with torch.save(model.state_dict(), path) or as .safetensors"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CifarbError(f"{path} is not a readable torch checkpoint ({exc.__class__.__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); it may be truncated—download or save it again") from None
+    payload = load_weights_only(path)
     state = _extract_state(payload, path)
     if not full:
         return state
@@ -410,10 +403,6 @@ def _is_tensor_map(obj: Any) -> bool:
 
 
 def _extract_state(payload: Any, path: Path) -> dict[str, Any]:
-    import torch
-
-    if isinstance(payload, torch.nn.Module):
-        return _strip_prefixes(payload.state_dict())
     if isinstance(payload, Mapping):
         for key in ("state_dict", "model", "model_state_dict", "net", "ema"):
             if key in payload and _is_tensor_map(payload[key]):
@@ -448,7 +437,11 @@ def _build_and_load(arch: str, num_classes: int, options: dict[str, Any], state:
     net = build_model(arch, num_classes=num_classes, **options)
     check_fit(net, state, arch, path)
     # check_fit is the strict check; num_batches_tracked may be absent from old checkpoints.
-    net.load_state_dict(state, strict=False)
+    try:
+        net.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CifarbError(f"{path} does not load into --arch {arch} ({str(exc).splitlines()[0][:160]}); "
+                          "the file is damaged or from another architecture") from None
     net.eval()
     return net
 
@@ -519,11 +512,14 @@ def _sibling_manifest(path: Path) -> dict[str, Any] | None:
 
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    config = data.get("config") or {}
+    if not isinstance(data, dict):
+        return None
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
     norm = _normalisation_from(config) or _normalisation_from(data) or {}
-    return {"arch": config.get("arch"), **norm}
+    arch = config.get("arch")
+    return {"arch": arch if isinstance(arch, str) else None, **norm}
 
 
 def _import_target(target: str) -> Any:

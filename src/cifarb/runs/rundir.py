@@ -12,11 +12,13 @@ no directory behind. torch and pandas are imported only by the methods that need
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,12 +28,31 @@ from typing import Any
 from cifarb import __version__
 from cifarb._atomic import atomic_path, atomic_write_json, os_error_message
 from cifarb.errors import CifarbError, UsageError
+from cifarb.runs.lock import FolderLock
+
+CONVERT_HINT = "cifarb convert-checkpoint --trust-this-file"
+
+
+def is_plain_name(name: Any) -> bool:
+    """True for one plain path component: no `/`, `\\`, `..`, leading dot or control character."""
+    ok = isinstance(name, str) and 0 < len(name) <= 200 and name not in (".", "..")
+    return ok and not name.startswith(".") and not any(c in name for c in "/\\") and name.isprintable()
+
+
+def check_name(name: Any, what: str) -> str:
+    """`name` if `is_plain_name`, else a UsageError: names become folder names below ./runs/ or a study
+    folder and must not escape it."""
+    if not is_plain_name(name):
+        raise UsageError(f"{what} {name!r} is not a plain name: use letters, digits, '-', '_' or '+' "
+                         "(no '/', '..' or leading '.'); it becomes a folder name")
+    return name
 
 
 def default_run_name(arch: str, aug: str, seed: int, now: _dt.datetime | None = None) -> str:
     """`<timestamp>-<arch>-<aug>-s<seed>`, the default `--out` below ./runs/."""
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{arch}-{aug.replace('+', '_')}-s{seed}"
+    return check_name(f"{stamp}-{check_name(arch, 'name')}-{check_name(aug, 'name').replace('+', '_')}-s{seed}",
+                      "run name")
 
 
 def _git_commit() -> str | None:
@@ -126,6 +147,51 @@ class RunDir:
             raise CifarbError(os_error_message(self.path, exc)) from None
         return self
 
+    def lock(self, what: str = "run directory") -> FolderLock:
+        """The OS lock that makes this process the one writer of the run (see cifarb.runs.lock)."""
+        return FolderLock(self.path, what)
+
+    def _staging_prefix(self) -> str:
+        return f".{self.path.absolute().name}.creating-"
+
+    def create_with_manifest(self, manifest: dict[str, Any]) -> RunDir:
+        """Create the run atomically: build manifest.json + checkpoints/ under a temporary name, then rename.
+
+        A kill at any moment leaves either no run (an absent or still empty --out) or a complete, resumable
+        one. Call with the run's lock held: leftovers of killed creators are removed first.
+        """
+        parent = self.path.absolute().parent
+        self.clean_stale_staging()
+        staging = parent / f"{self._staging_prefix()}{os.getpid()}"
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            (staging / "checkpoints").mkdir(parents=True)
+            RunDir(staging).write_manifest(manifest)
+            os.replace(staging, self.path)  # onto an absent or empty directory: rename(2) is atomic
+        except CifarbError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise CifarbError(os_error_message(self.path, exc)) from None
+        return self
+
+    def clean_stale_staging(self) -> list[Path]:
+        """Remove half-built copies of this run and temp files a kill left inside it (lock held)."""
+        removed: list[Path] = []
+        parent = self.path.absolute().parent
+        if parent.is_dir():
+            for p in parent.glob(f"{self._staging_prefix()}*"):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+        for folder in (self.path, self.checkpoints_dir, self.path / "eval", self.path / "predictions"):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):  # atomic_path's temp names
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                        removed.append(tmp)
+        return removed
+
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
@@ -183,15 +249,11 @@ class RunDir:
         return target
 
     def load_checkpoint(self, name: str = "last.pt", map_location: str = "cpu") -> dict[str, Any]:
-        import torch
-
+        """Read a checkpoint with torch's weights-only unpickler: a file from anyone cannot run code."""
         path = self.checkpoint_path(name)
         if not path.exists():
             raise CifarbError(f"no checkpoint at {path}; the run never finished an epoch—start it again without --resume")
-        try:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as exc:  # torch raises several types for a damaged file
-            raise CifarbError(f"checkpoint {path} is unreadable ({exc.__class__.__name__}); delete it and restart") from None
+        return load_weights_only(path, map_location)
 
     # --- evaluation outputs ------------------------------------------------------------------
     def write_eval(self, dataset: str, result: dict[str, Any]) -> Path:
@@ -217,10 +279,60 @@ class RunDir:
         return pd.read_parquet(self.predictions_path(dataset))
 
 
+def load_weights_only(path: Path | str, map_location: str = "cpu", max_bytes: int | None = None) -> Any:
+    """`torch.load(path, weights_only=True)`, with one clear error for damaged files and for old checkpoints
+    that hold Python objects (they can be converted once, knowingly, with `cifarb convert-checkpoint`)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CifarbError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if max_bytes is not None and size > max_bytes:
+        raise CifarbError(f"checkpoint {path} is {size} bytes, more than the {max_bytes} expected; it is not "
+                          "a cifarb checkpoint of this kind")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = _refusal_reason(str(exc))
+        if "Unsupported global" not in first:  # not a refused Python object: damaged pickle bytes
+            raise CifarbError(f"checkpoint {path} is unreadable ({first[:120]}); it may be truncated or "
+                              "damaged—delete it and restart, or copy it again") from None
+        raise CifarbError(
+            f"checkpoint {path} holds Python objects other than tensors, which cifarb never unpickles ({first[:200]}). If it is "
+            f"an old cifarb checkpoint from a source you trust, convert it once: `{CONVERT_HINT} {path}`"
+        ) from None
+    except MemoryError:
+        raise CifarbError(f"checkpoint {path} is damaged (it asks for more memory than exists); "
+                          "delete it and restart, or copy it again") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types (RuntimeError, EOFError, ...) for damage
+        raise CifarbError(f"checkpoint {path} is unreadable ({exc.__class__.__name__}); it may be truncated or "
+                          "damaged—delete it and restart, or copy it again") from None
+
+
+def _refusal_reason(message: str) -> str:
+    """The line of torch's weights-only refusal that names what was refused (e.g. a global)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith(("WeightsUnpickler error", "Unsupported global", "Unsupported operand")):
+            return line.split(". Please")[0]
+    return message.strip().splitlines()[0] if message.strip() else "refused by the weights-only unpickler"
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CifarbError(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CifarbError(f"{path} is not valid JSON ({exc}); the run may be corrupt—rerun it") from None
+    except OSError as exc:
+        raise CifarbError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise CifarbError(f"{path} is nested too deeply to be a cifarb file; the run may be corrupt") from None
+    if not isinstance(obj, dict):
+        raise CifarbError(f"{path} holds a JSON {type(obj).__name__}, not an object; the run may be corrupt—rerun it")
+    return obj

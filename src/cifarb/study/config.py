@@ -246,6 +246,10 @@ def parse_config(data: dict[str, Any], source: Path | None = None, out: str | Pa
     name = study.get("name", source.stem if source else "study")
     if not isinstance(name, str) or not name:
         raise _err(source, f"[study].name must be a string, got {name!r}")
+    from cifarb.runs.rundir import is_plain_name
+
+    if not is_plain_name(name):  # it names the folder runs/study-<name>: it must not escape it
+        raise _err(source, f"[study].name {name!r} must be a plain name (no '/', '..' or leading '.')")
     out_value = out if out is not None else study.get("out", f"runs/study-{name}")
     if not isinstance(out_value, str | Path):
         raise _err(source, f"[study].out must be a path string, got {out_value!r}")

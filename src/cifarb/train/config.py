@@ -64,7 +64,9 @@ class TrainConfig:
 
 
 # Settings that may differ when resuming: where and how the run executes, not what it computes.
-RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval"})
+RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "threads"})
+# Settings a resume may raise (never lower): the run is extended, and the manifest's resumes record it.
+EXTENDABLE_FIELDS = frozenset({"epochs"})
 
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict[str, Any]": (dict,)}
 
@@ -196,11 +198,20 @@ def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig, given: set[
     for name in sorted(given):
         if name in RUNTIME_FIELDS:
             merged[name] = getattr(cfg, name)
+        elif name in EXTENDABLE_FIELDS and _is_extension(merged.get(name), getattr(cfg, name)):
+            merged[name] = getattr(cfg, name)
         elif name in merged and getattr(cfg, name) != merged[name]:
             flag = "--" + name.replace("_", "-")
+            more = f", or give a larger {flag} to extend it" if name in EXTENDABLE_FIELDS else ""
             raise UsageError(
                 f"--resume: {flag} {getattr(cfg, name)!r} differs from the run's {merged[name]!r} "
-                f"(manifest.json); drop {flag} to resume, or start a new run in another --out"
+                f"(manifest.json); drop {flag} to resume{more}, or start a new run in another --out"
             )
     merged["out"], merged["resume"] = cfg.out, cfg.resume
     return TrainConfig(**merged)
+
+
+def _is_extension(saved: Any, given: Any) -> bool:
+    """A resume may raise an integer setting (more epochs), never lower or retype it."""
+    ok = isinstance(saved, int) and isinstance(given, int) and not isinstance(given, bool)
+    return ok and given >= saved

@@ -7,7 +7,6 @@ uses autocast (bf16) and torch.compile; on CPU neither. The run ends with an eva
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -395,7 +394,10 @@ class Trainer:
         check_fit(self.model, state["model"], self.p.cfg.arch or "", path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # the schedule itself is rebuilt from the recipe (a resume may extend --epochs); only its position is restored
+        sched = dict(state["scheduler"])
+        sched["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict(sched)
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state.get("rng"))
 
@@ -419,7 +421,14 @@ def _make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG state as tensors and plain containers: the checkpoint loads with weights_only=True."""
+    kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -429,8 +438,11 @@ def _set_rng_state(state: dict[str, Any] | None) -> None:
     if not state:
         return
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npst = state["numpy"]
+    key = np.asarray(npst["key"].numpy() if isinstance(npst["key"], torch.Tensor) else npst["key"], dtype=np.uint32)
+    np.random.set_state((npst["kind"], key, int(npst["pos"]), int(npst["has_gauss"]), float(npst["cached_gaussian"])))
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -506,9 +518,23 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
 
 def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainResult:
     p = plan(cfg, given, info)
-    cfg = p.cfg
     trainer = Trainer(p)
+    # one writer per run directory: rank 0 holds an OS lock for the whole run (released by the OS on a kill)
+    lock = p.rundir.lock()
+    locked = lock.try_acquire() if info.is_main else True
+    if ddp.any_flag(not locked, p.device, info):
+        raise lock.busy_error() if info.is_main else CifarbError(f"rank 0 could not lock {p.rundir.path}")
+    try:
+        return _run_locked(p, trainer, info)
+    finally:
+        lock.release()
+
+
+def _run_locked(p: Plan, trainer: Trainer, info: ddp.DistInfo) -> TrainResult:
+    cfg = p.cfg
     rundir = p.rundir
+    # the folder may have changed while this run was being planned: the --out rules again, under the lock
+    rundir.check_can_start(p.resume)
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
     # every rank has validated and read the directory before rank 0 changes it
@@ -519,24 +545,13 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
             trainer.load_state_dict(state, rundir.checkpoint_path("last.pt"))
             start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed_s"])
         if info.is_main:
+            rundir.clean_stale_staging()
             _sync_metrics(rundir, history)
-            manifest = dict(p.saved_manifest or {})
-            manifest.setdefault("resumes", []).append(
-                {"from_epoch": start_epoch, **{k: v for k, v in provenance_info().items() if k != "versions"}}
-            )
-            rundir.write_manifest(manifest)
+            rundir.write_manifest(_resumed_manifest(p, start_epoch))
         _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
     elif info.is_main:
-        existed = rundir.path.exists()
-        rundir.create()
-        try:
-            rundir.write_manifest(manifest_for(p, trainer))
-        except CifarbError:
-            # a full or read-only disk: leave no half-made run behind (an empty --out stays as it was)
-            for folder in (rundir.checkpoints_dir, *(() if existed else (rundir.path,))):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            raise
+        # built under a temporary name and renamed: a kill never leaves a half-made run behind
+        rundir.create_with_manifest(manifest_for(p, trainer))
     ddp.barrier(info)
 
     epochs = int(cfg.epochs or 0)
@@ -575,6 +590,24 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
         result.eval_result = final_eval(p, trainer)
     ddp.barrier(info)
     return result
+
+
+def _resumed_manifest(p: Plan, start_epoch: int) -> dict[str, Any]:
+    """The saved manifest plus one `resumes` entry: from which epoch, and what the resume changed."""
+    manifest = dict(p.saved_manifest or {})
+    entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads()}
+    config = dict(manifest.get("config") or {})
+    if config.get("epochs") != p.cfg.epochs:
+        entry["epochs"] = {"from": config.get("epochs"), "to": p.cfg.epochs}
+        config["epochs"] = p.cfg.epochs
+        manifest["config"] = config
+        if isinstance(manifest.get("hparams"), dict):
+            manifest["hparams"] = {**manifest["hparams"], "epochs": p.cfg.epochs}
+    if getattr(p.cfg, "threads", None) is not None:
+        entry["threads"] = p.cfg.threads
+    entry.update({k: v for k, v in provenance_info().items() if k != "versions"})
+    manifest.setdefault("resumes", []).append(entry)
+    return manifest
 
 
 def _sync_metrics(rundir: RunDir, history: list[dict[str, Any]]) -> None:
