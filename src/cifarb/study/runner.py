@@ -6,6 +6,11 @@ CIFAR-10.1. A cell whose evaluation JSONs are all present and valid is skipped. 
 processes; their output goes to `<study_out>/_logs/<cell>.log` (outside the run directory, which
 `train` needs empty to start). Launchers: a local process pool (concurrent.futures) or Slurm via
 submitit; there is no scheduler of our own.
+
+One driver per cell: `run_cell` holds an OS lock on `<study_out>/_locks/<cell>` (two studies on one
+folder share out the cells instead of corrupting them), and the local launcher's children die with the
+driver (Linux PR_SET_PDEATHSIG), so a `kill -9` of the study leaves no training running unsupervised;
+the next study run resumes those cells. Slurm jobs outlive the driver by design.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarb.errors import CifarbError, UsageError
+from cifarb.runs.lock import FolderLock, holder_pid
 from cifarb.study.config import Cell, StudyConfig
 
 # Keys a result JSON must have for an evaluation to count as finished.
@@ -221,7 +227,25 @@ def terminate_children(timeout: float = 30.0) -> None:
             proc.wait()
 
 
-def _run_logged(argv: list[str], log: Path) -> int:
+# Run before the child's own program: ask the kernel to SIGKILL it when the driver's thread that started it
+# dies (PR_SET_PDEATHSIG = 1, kept across exec), exit if the driver is already gone, then exec the command.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` wrapped so the child is killed when this process dies (Linux); unchanged elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+
+
+def _run_logged(argv: list[str], log: Path, tied: bool = False) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as fh:
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
@@ -232,7 +256,8 @@ def _run_logged(argv: list[str], log: Path) -> int:
                 fh.write("=== not started: the study is stopping\n")
                 return 130
             try:
-                proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen(die_with_parent(argv) if tied else argv, stdout=fh, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
             except OSError as exc:
                 fh.write(f"cannot start {argv[0]}: {exc}\n")
                 return 127
@@ -246,17 +271,40 @@ def _run_logged(argv: list[str], log: Path) -> int:
         return rc
 
 
+def cell_lock(out: Path, cell: Cell) -> FolderLock:
+    """The lock one study driver holds while it works on a cell (beside, not on, the cell's run directory,
+    whose own lock the `train` child takes)."""
+    return FolderLock(out / "_locks" / cell.name, "study cell")
+
+
 def run_cell(
     cell: Cell,
     out: Path,
     train_command: Sequence[str] | None = None,
     eval_command: Sequence[str] | None = None,
+    tied: bool = False,
 ) -> CellOutcome:
     """Bring one cell to "done": train (new or --resume) if needed, then the missing evaluations.
 
     Re-plans from the disk first, so it is safe to call on a finished or half-finished cell, in this
-    process, a pool worker or a Slurm job.
+    process, a pool worker or a Slurm job. A cell another driver is working on is left to it. `tied`:
+    children die with this process (the local launcher).
     """
+    lock = cell_lock(out, cell)
+    if not lock.try_acquire():
+        pid = holder_pid(lock.folder)
+        who = f"process {pid}" if pid is not None else "another process"
+        return CellOutcome(cell.name, ok=False, log=str(log_path(out, cell)),
+                           error=f"cell {cell.name} is being run by {who} (another study on {out}); "
+                           "run the study again once it has finished")
+    try:
+        return _run_cell_locked(cell, out, train_command, eval_command, tied)
+    finally:
+        lock.release()
+
+
+def _run_cell_locked(cell: Cell, out: Path, train_command: Sequence[str] | None,
+                     eval_command: Sequence[str] | None, tied: bool) -> CellOutcome:
     train_cmd = tuple(train_command or default_command())
     eval_cmd = tuple(eval_command or default_command())
     plan = plan_cell(cell, out)
@@ -270,7 +318,7 @@ def run_cell(
     if plan.state in ("new", "resume"):
         resume = plan.state == "resume"
         outcome.ran.append("train --resume" if resume else "train")
-        rc = _run_logged(train_argv(cell, plan.rundir, resume, train_cmd), log)
+        rc = _run_logged(train_argv(cell, plan.rundir, resume, train_cmd), log, tied)
         if rc != 0:
             outcome.ok = False
             outcome.error = f"train exited with status {rc}; see {log}"
@@ -284,7 +332,7 @@ def run_cell(
         if step.kind == "b":
             continue
         outcome.ran.append(f"eval {step.dataset}")
-        rc = _run_logged(eval_argv(cell, plan.rundir, step, eval_cmd), log)
+        rc = _run_logged(eval_argv(cell, plan.rundir, step, eval_cmd), log, tied)
         if rc != 0:
             failures.append(f"eval {step.dataset} exited with status {rc}")
         elif not eval_done(plan.rundir, step):
@@ -313,7 +361,8 @@ def run_local(
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         futures = {
-            pool.submit(run_cell, p.cell, config.out, config.train_command, config.eval_command): p for p in todo
+            pool.submit(run_cell, p.cell, config.out, config.train_command, config.eval_command, True): p
+            for p in todo
         }
         for fut in as_completed(futures):
             try:
