@@ -213,9 +213,9 @@ def test_cifar_c_prefix_is_memory_mapped_and_sliced(tmp_path):
     ("blocks", "severity blocks do not hold the same labels"),
     ("shape", r"expected uint8 images of shape \(N, 32, 32, 3\)"),
     ("count", "holds 59 images, expected 60 to match labels.npy"),
-    ("truncated", "truncated or not a valid .npy"),
+    ("truncated", "truncated or damaged"),
     ("float_labels", "1-D integer label array"),
-    ("pickled", "truncated or not a valid .npy"),
+    ("pickled", "Python objects"),
 ])
 def test_bad_cifar_c_gives_one_clear_error(tmp_path, damage, match):
     n = 12

@@ -154,7 +154,6 @@ def _from_table(df: Any, path: Path, class_names: list[str]) -> tuple[np.ndarray
 
 def read_predictions(path: Path | str, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(official test indices, predicted class ids) from a predictions file in one of the DESIGN.md forms."""
-    import numpy as np
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -164,21 +163,17 @@ def read_predictions(path: Path | str, class_names: list[str]) -> tuple[np.ndarr
         what = "is a directory" if path.is_dir() else "does not exist"
         raise CifarbError(f"{path}: {what}; give a predictions file ({EXPECTED})")
     try:
-        if suffix == ".npy":
-            return _from_array(np.load(path, allow_pickle=False), path, class_names)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "predictions" not in z.files:
-                    raise CifarbError(
-                        f"{path}: has no array named 'predictions' (found: {', '.join(z.files) or 'none'}); "
-                        "save it with np.savez(FILE, predictions=ids)"
-                    )
-                arr = z["predictions"]
-            return _from_array(arr, path, class_names)
-        import pandas as pd
+        # sizes are checked before anything is allocated (cifarb.data.safeio)
+        from cifarb.data import safeio
 
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        return _from_table(df, path, class_names)
+        cap = 2 * N_OFFICIAL * 1000  # generous: the shape checks below give the exact message
+        if suffix == ".npy":
+            return _from_array(safeio.load_npy(path, EXPECTED, max_items=cap), path, class_names)
+        if suffix == ".npz":
+            arr = safeio.load_npz_member(path, "predictions", "save it with np.savez(FILE, predictions=ids)", cap)
+            return _from_array(arr, path, class_names)
+        read = safeio.read_csv_bounded if suffix == ".csv" else safeio.read_parquet_bounded
+        return _from_table(read(path, N_OFFICIAL, EXPECTED), path, class_names)
     except CifarbError:
         raise
     except Exception as exc:  # numpy/pandas/pyarrow raise many types for damaged files

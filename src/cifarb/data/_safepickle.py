@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,38 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
+def check_stream(data: bytes) -> None:
+    """Walk the opcodes of `data` without building anything: every length must fit in the bytes that are
+    there, and memo indices must stay below the opcode count. A flipped byte in a length or memo index
+    would otherwise make the unpickler allocate gigabytes before it fails."""
+    n_ops = 0
+    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+        n_ops += 1
+        if op.name in _MEMO_OPS and (not isinstance(arg, int) or not 0 <= arg <= n_ops):
+            raise pickle.UnpicklingError(f"memo index {arg!r} at opcode {n_ops} is out of range")
+        if op.name == "STOP":
+            return
+    raise pickle.UnpicklingError("the pickle ends without a STOP opcode (truncated)")
+
+
 def loads_restricted(data: bytes) -> Any:
-    """Unpickle `data` (Python 2 strings decoded as latin-1, like the official loaders)."""
+    """Unpickle `data` (Python 2 strings decoded as latin-1, like the official loaders), after
+    `check_stream`, with a restricted `find_class`."""
+    check_stream(data)
     return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
-def load_pickle_file(path: Path | str, fix: str) -> Any:
-    """Restricted-unpickle a file; truncation or foreign content is a CifarbError naming it and `fix`."""
+def load_pickle_file(path: Path | str, fix: str, max_bytes: int | None = None) -> Any:
+    """Restricted-unpickle a file of at most `max_bytes`; truncation, foreign content or a file larger
+    than expected is a CifarbError naming it and `fix`."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise CifarbError(f"{p} is {size:,} bytes, more than the {max_bytes:,} a CIFAR python batch can be; {fix}")
         data = p.read_bytes()
     except OSError as exc:
         raise CifarbError(f"cannot read {p}: {exc.strerror or exc}; {fix}") from None

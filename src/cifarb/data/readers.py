@@ -20,6 +20,7 @@ from cifarb.data import cifar_b
 from cifarb.data._safepickle import load_pickle_file
 from cifarb.data.registry import CIFAR10_1_SIZES, CIFAR_C_CORRUPTIONS, SEVERITIES
 from cifarb.data.root import resolve_root
+from cifarb.data.safeio import load_npy
 from cifarb.data.verify import FileCheck, check_local, sha256_of
 from cifarb.errors import CifarbError
 
@@ -143,7 +144,8 @@ def _read_batch(path: Path, dataset: str, fetch_name: str, root: Path, max_n: in
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Images (NHWC), labels and (CIFAR-100) coarse labels of one python batch file."""
     fix = _fix(fetch_name, root)
-    obj = load_pickle_file(path, fix)
+    # a batch is max_n x 3,072 image bytes plus labels and file names: refuse anything much larger unread
+    obj = load_pickle_file(path, fix, max_bytes=max_n * (3072 + 512) + (1 << 20))
     if not isinstance(obj, dict):
         raise CifarbError(f"{path} is not a CIFAR python batch (a dict was expected, got {type(obj).__name__}); {fix}")
     # Python 2 pickles give str keys under latin-1 decoding; re-pickled copies may carry bytes keys.
@@ -164,11 +166,14 @@ def _read_batch(path: Path, dataset: str, fetch_name: str, root: Path, max_n: in
     return images, fine, coarse
 
 
-def _load_npy(path: Path, fix: str, mmap: bool = False) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CifarbError(f"{path} is truncated or not a valid .npy file ({exc}); {fix}") from None
+# The largest arrays a reader accepts (values): a -C corruption file is 5 x 10,000 x 3,072 bytes.
+_MAX_C_ITEMS = len(SEVERITIES) * N_TEST * 3072
+_MAX_LABEL_ITEMS = len(SEVERITIES) * N_TEST
+
+
+def _load_npy(path: Path, fix: str, mmap: bool = False, max_items: int = _MAX_C_ITEMS) -> np.ndarray:
+    """A pickle-free .npy whose header was checked against the file size (and `max_items`) first."""
+    return load_npy(path, fix, mmap=mmap, max_items=max_items)
 
 
 def _check_images(arr: np.ndarray, path: Path, n: int | None, fix: str) -> None:
@@ -243,22 +248,50 @@ def load_cifar(dataset: str, split: str = "test", root: str | Path | None = None
 # --------------------------------------------------------------------------------------------- CIFAR-C
 
 
+_MARKER_MAX_BYTES = 4 << 20  # a marker lists <= 20 files and <= 10,000 indices: well under 1 MB
+
+
 def _read_marker(folder: Path) -> dict[str, Any] | None:
     path = folder / LOCAL_MARKER
     if not path.exists():
         return None
+    regen = "regenerate the set with `cifarb data make-c`"
     try:  # small JSON written by make-c; everything it claims is checked below
+        if path.stat().st_size > _MARKER_MAX_BYTES:
+            raise CifarbError(f"{path} is larger than a make-c marker can be; {regen}")
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CifarbError(f"{path} is not valid JSON ({exc}); regenerate the set with `cifarb data make-c`") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CifarbError(f"{path} is not valid JSON ({str(exc)[:160]}); {regen}") from None
     needed = ("format", "dataset", "n_images", "severities", "source_verified", "files")
     ok = (isinstance(manifest, dict) and all(k in manifest for k in needed)
-          and manifest.get("format") == LOCAL_FORMAT and manifest.get("format_version", 1) == 1
-          and isinstance(manifest["files"], dict) and isinstance(manifest["severities"], list))
+          and manifest.get("format") == LOCAL_FORMAT and _is_int(manifest.get("format_version", 1))
+          and manifest.get("format_version", 1) == 1)
     if not ok:
         raise CifarbError(f"{path} is not a cifarb make-c marker (format {LOCAL_FORMAT!r} version 1 with keys "
-                          f"{', '.join(needed)}); regenerate the set with `cifarb data make-c`")
+                          f"{', '.join(needed)}); {regen}")
+    # every field has one type: a string "false" must never read as a true source_verified
+    problems = []
+    if not isinstance(manifest["dataset"], str):
+        problems.append("'dataset' must be a string")
+    if not _is_int(manifest["n_images"]) or not 0 < manifest["n_images"] <= N_TEST:
+        problems.append(f"'n_images' must be an integer in 1..{N_TEST}")
+    if not isinstance(manifest["severities"], list) or not all(_is_int(v) for v in manifest["severities"]):
+        problems.append("'severities' must be a list of integers")
+    if not isinstance(manifest["source_verified"], bool):
+        problems.append("'source_verified' must be true or false (a JSON boolean)")
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        problems.append("'files' must map file names to sha256 strings")
+    indices = manifest.get("indices")
+    if indices is not None and (not isinstance(indices, list) or not all(_is_int(v) for v in indices)):
+        problems.append("'indices' must be a list of integers")
+    if problems:
+        raise CifarbError(f"{path}: {'; '.join(problems)}; {regen}")
     return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_cifar_c(dataset: str, root: str | Path | None = None, trust_local: bool = False,
@@ -308,14 +341,15 @@ def load_cifar_c(dataset: str, root: str | Path | None = None, trust_local: bool
                     raise CifarbError(f"{path} does not match the sha256 in {folder / LOCAL_MARKER}: it changed "
                                       "after generation; regenerate the set with `cifarb data make-c`, or pass "
                                       "--trust-local to use it anyway")
-        verified = bool(marker["source_verified"]) and all_match
+        verified = marker["source_verified"] is True and all_match
         severities = [int(s) for s in marker["severities"]]
         if not severities or any(s not in SEVERITIES for s in severities) or len(set(severities)) != len(severities):
             raise CifarbError(f"{folder / LOCAL_MARKER}: severities must be distinct values in 1..5")
 
     n_sev = len(severities)
     labels_path = folder / "labels.npy"
-    all_labels = _check_label_array(_load_npy(labels_path, fix), labels_path, len(cifar_b.class_names(ds)), fix)
+    all_labels = _check_label_array(_load_npy(labels_path, fix, max_items=_MAX_LABEL_ITEMS), labels_path,
+                                    len(cifar_b.class_names(ds)), fix)
     if all_labels.shape[0] == 0 or all_labels.shape[0] % n_sev:
         raise CifarbError(f"{labels_path}: holds {all_labels.shape[0]} labels, not a multiple of the "
                           f"{n_sev} severities; {fix}")
@@ -362,8 +396,8 @@ def load_cifar10_1(root: str | Path | None = None, version: str = "v6", trust_lo
     fix = _fix(fetch_name, root_p)
     data_check = _require(root_p, f"CIFAR-10.1/cifar10.1_{version}_data.npy", fetch_name, trust_local)
     label_check = _require(root_p, f"CIFAR-10.1/cifar10.1_{version}_labels.npy", fetch_name, trust_local)
-    labels = _check_label_array(_load_npy(label_check.path, fix), label_check.path, 10, fix)
-    images = _load_npy(data_check.path, fix)
+    labels = _check_label_array(_load_npy(label_check.path, fix, max_items=N_TEST), label_check.path, 10, fix)
+    images = _load_npy(data_check.path, fix, max_items=N_TEST * 3072)
     _check_images(images, data_check.path, labels.shape[0], fix)
     n_official = CIFAR10_1_SIZES[version]
     if labels.shape[0] > n_official:

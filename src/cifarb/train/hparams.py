@@ -137,6 +137,9 @@ def resolve_recipe(arch: str, overrides: dict[str, Any] | None = None, where: st
     if unknown:
         raise CifarbError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(OVERRIDABLE)}")
     if "milestones" in overrides:
+        if not isinstance(overrides["milestones"], (list, tuple)):
+            raise CifarbError(f"{where}: milestones = {overrides['milestones']!r} must be a list of increasing "
+                              "fractions of the run in (0, 1), e.g. [0.5, 0.75]")
         overrides["milestones"] = tuple(overrides["milestones"])
     try:
         recipe = dataclasses.replace(base, **overrides)
