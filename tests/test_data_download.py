@@ -60,6 +60,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if kind == "trickle":  # one byte at a time, slowly: never a read timeout, never the end
+            for b in data:
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+                if self.server.stop.wait(0.2):
+                    return
+            return
         # "truncated": the connection drops half-way through the announced length
         self.wfile.write(data if kind == "ok" else data[: len(data) // 2])
         self.wfile.flush()
@@ -73,11 +80,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.requests = []
+    httpd.stop = threading.Event()
     httpd.files = {"fixture.tar.gz": ARCHIVE, **DIRECT}
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield httpd
+    httpd.stop.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -104,7 +113,9 @@ def direct_source(base: str, kind: str = "ok", mirrors_kind: str | None = None, 
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    # the record's lock file stays on purpose (deleting a flock file races with a waiting process)
+    lock = root / download.STAGING / ".record.lock"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p != lock)
 
 
 # ------------------------------------------------------------------------------------------ success
@@ -368,3 +379,67 @@ def test_progress_bar_on_a_terminal(server, tmp_path, monkeypatch):
     # a byte bar whose total came from Content-Length, then the extraction bar (both on stderr)
     assert re.search(r"fixture\.tar\.gz: .*/3\.2\dk \[", text), text
     assert "extract fixture.tar.gz" in text
+
+
+# ------------------------------------------------------------------------------------------ concurrency, deadline
+
+
+def test_concurrent_fetches_into_one_root_never_collide(server, tmp_path):
+    # a slow first file keeps both fetches in flight at once; each has its own staging folder
+    for round_ in range(3):
+        root = tmp_path / f"r{round_}"
+        errors: list[BaseException] = []
+
+        def one(root: Path = root, errors: list = errors) -> None:
+            try:
+                download.fetch(archive_source(server.base), root=root, progress=False)
+                download.fetch(direct_source(server.base), root=root, progress=False)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert all(c.ok for c in verify.verify_source(archive_source(server.base), root))
+        assert all(c.ok for c in verify.verify_source(direct_source(server.base), root))
+        record = json.loads((root / verify.RECORD_NAME).read_text())["files"]
+        assert set(record) >= {*FILES, *(f"direct/{n}" for n in DIRECT)}  # no entry lost in the merge
+        assert _leftovers(root) == sorted([*FILES, *(f"direct/{n}" for n in DIRECT), verify.RECORD_NAME])
+
+
+def test_staging_of_a_dead_fetch_is_taken_over_and_a_live_one_left_alone(server, tmp_path):
+    base = tmp_path / download.STAGING
+    with download.staging_folder(base) as live:
+        (live / "in-flight.part").write_bytes(b"x")
+        dead = base / "99999-dead"
+        dead.mkdir()
+        (dead / "old.part").write_bytes(b"y")
+        with download.staging_folder(base) as mine:
+            assert (mine / "old.part").read_bytes() == b"y"  # the dead one's files, taken over
+            assert (live / "in-flight.part").exists()  # the live one's, untouched
+            (mine / "old.part").unlink()
+        assert not mine.exists()
+        (live / "in-flight.part").unlink()
+    assert not base.exists() or not any(p.is_dir() for p in base.iterdir())
+
+
+def test_a_trickling_server_hits_the_deadline(server, tmp_path, capsys):
+    src = archive_source(server.base, kind="trickle")
+    with pytest.raises(CifarbError, match=r"did not finish within the 1 s deadline.*--deadline"):
+        download.fetch(src, root=tmp_path, progress=False, deadline_s=1)
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(CifarbError, match="deadline"):
+        download.fetch(direct_source(server.base, kind="trickle"), root=tmp_path, progress=False, deadline_s=0.5)
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_deadline_flag(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(registry.SOURCES, "fixture-set", archive_source(server.base, kind="trickle"))
+    assert main(["data", "fetch", "fixture-set", "--root", str(tmp_path), "--no-progress", "--deadline", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("cifarb: error:") == 1 and "0.5 s deadline" in err and "Traceback" not in err
+    monkeypatch.setitem(registry.SOURCES, "fixture-set", archive_source(server.base))
+    assert main(["data", "fetch", "fixture-set", "--root", str(tmp_path), "--no-progress", "--deadline", "0"]) == 0

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="no progress bars (they are also off when stderr is not a terminal)")
             p.add_argument("--keep-archive", action="store_true",
                            help="keep the downloaded archive in <root>/.cifarb-downloads/ after extraction")
+            p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                           help="give up when the whole fetch takes longer (default 10800 = 3 h; 0: no limit); "
+                                "a stalled or trickling server is stopped with a clear message")
         p.set_defaults(func=run, data_action=action)
 
 
@@ -113,7 +116,8 @@ def _fetch(source: Any, args: argparse.Namespace) -> int:
 
     root = resolve_root(args.root)
     try:
-        fetch(source, root=root, offline=args.offline, progress=args.progress, keep_archive=args.keep_archive)
+        fetch(source, root=root, offline=args.offline, progress=args.progress, keep_archive=args.keep_archive,
+              **({} if args.deadline is None else {"deadline_s": args.deadline}))
     except OfflineError as exc:
         sys.stdout.write(exc.where_text)
         raise
@@ -194,9 +198,13 @@ def _zoo_fetch(card: Any, args: argparse.Namespace) -> int:
         got = zoo.sha256_file(p)
         return None if card.matches(got) else f"sha256 is {got}, expected {card.sha256}; the download was discarded"
 
+    from cifarb.data.download import DEFAULT_DEADLINE_S, _deadline_at
+
+    deadline_s = DEFAULT_DEADLINE_S if args.deadline is None else args.deadline
     tmp = download_verified([card.url], staging / card.filename, algo=None if card.sha256_is_prefix else "sha256",
                             digest=None if card.sha256_is_prefix else card.sha256, check=check,
-                            progress=args.progress, what=card.filename)
+                            progress=args.progress, what=card.filename, deadline_at=_deadline_at(deadline_s),
+                            deadline_s=deadline_s)
     try:
         os.replace(tmp, target)
     except OSError as exc:

@@ -1,19 +1,29 @@
 """Verified downloads with pooch: progress, checksum, atomic placement, tar extraction, the sha256 record.
 
-Files are downloaded into `<root>/.cifarb-downloads/`, verified, and only then renamed into place; archive
-members are streamed into a temp file beside their target, checked against their published checksum and
-renamed. An interrupted or failed fetch therefore leaves no file where a good one is expected, and a rerun
-starts cleanly (a verified archive left over from a failed extraction is reused, not downloaded again).
+Files are downloaded into a staging folder of this process, `<root>/.cifarb-downloads/<pid>-<tag>/`
+(held under an OS lock), verified, and only then renamed into place; archive members are streamed into a
+temp file beside their target, checked against their published checksum and renamed. An interrupted or
+failed fetch therefore leaves no file where a good one is expected, and a rerun starts cleanly: staging
+folders whose owner is dead (their lock is free) are taken over, so a verified archive left by a failed
+extraction is reused, not downloaded again, and concurrent fetches into one root never touch each
+other's files. The sha256 record is merged under a lock. A whole fetch has a deadline (`deadline_s`):
+pooch's timeout is per read, and a server that trickles a byte every few seconds would never time out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import posixpath
+import secrets
+import shutil
+import signal
 import sys
 import tarfile
+import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,8 +33,10 @@ from cifarb.data.registry import Source, SourceFile, get_source
 from cifarb.data.root import is_offline, resolve_root
 from cifarb.data.verify import RECORD_NAME, digests, verify_source, write_record
 from cifarb.errors import CifarbError
+from cifarb.runs.lock import FolderLock
 
 STAGING = ".cifarb-downloads"
+DEFAULT_DEADLINE_S = 3 * 3600.0  # a whole fetch; CIFAR-100-C (2.9 GB) needs ~300 kB/s to make it
 _POOCH_ALGOS = ("md5", "sha1", "sha256")
 _CHUNK = 1 << 20
 
@@ -92,14 +104,46 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
+class _DeadlinePassed(BaseException):
+    """Raised by the alarm inside a blocking read; a BaseException so no library's `except Exception` eats it."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None):
+    """Interrupt the block after `seconds` with _DeadlinePassed (SIGALRM: Unix, main thread only)."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _DeadlinePassed()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, float(seconds)))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def deadline_message(what: str, url: str, deadline_s: float) -> str:
+    return (f"downloading {what} from {url} did not finish within the {deadline_s:g} s deadline of this fetch "
+            "(the server is too slow or stalled); nothing was placed. Rerun later, give more time with "
+            "--deadline SECONDS (0: no limit), or download it by hand (`cifarb data where`)")
+
+
 def download_verified(urls: Sequence[str], dest: Path, *, algo: str | None, digest: str | None,
                       check: Callable[[Path], str | None] | None = None, progress: bool = True,
-                      what: str = "") -> Path:
+                      what: str = "", deadline_at: float | None = None, deadline_s: float | None = None) -> Path:
     """Download the first URL that works into `dest` (a staging path), verified; return `dest`.
 
     `algo:digest` is checked by pooch when it supports the algorithm; `check(path)` (returning an error
     text or None) runs after, for the other cases (git blob ids, sha256 prefixes). A URL that fails or
     gives the wrong bytes is skipped for the next mirror; a temp file never survives a failure.
+    `deadline_at` (time.monotonic()) ends the whole attempt with one CifarbError naming `--deadline`.
     """
     import pooch
     import requests
@@ -119,8 +163,14 @@ def download_verified(urls: Sequence[str], dest: Path, *, algo: str | None, dige
             bar = _bar(progress, dest.name, total=1)
             downloader = pooch.HTTPDownloader(progressbar=bar if bar is not None else False,
                                               chunk_size=1 << 16, timeout=60)
+            remaining = None if deadline_at is None else deadline_at - time.monotonic()
             try:
-                pooch.retrieve(url, known_hash=known, fname=dest.name, path=dest.parent, downloader=downloader)
+                if remaining is not None and remaining <= 0:
+                    raise _DeadlinePassed()
+                with _alarm(remaining):
+                    pooch.retrieve(url, known_hash=known, fname=dest.name, path=dest.parent, downloader=downloader)
+            except _DeadlinePassed:
+                raise CifarbError(deadline_message(what or dest.name, url, deadline_s or 0)) from None
             except ValueError as exc:  # pooch: hash mismatch (the temp file is already deleted)
                 errors.append(f"{url}: wrong checksum ({_short(exc)})")
                 continue
@@ -210,13 +260,82 @@ def _mkdir(path: Path) -> None:
         raise CifarbError(os_error_message(path, exc)) from None
 
 
+def _deadline_at(deadline_s: float | None) -> float | None:
+    if deadline_s is not None and (not isinstance(deadline_s, (int, float)) or deadline_s < 0):
+        raise CifarbError(f"--deadline must be a number of seconds >= 0 (0: no limit), got {deadline_s!r}")
+    return time.monotonic() + deadline_s if deadline_s else None
+
+
+@contextlib.contextmanager
+def staging_folder(base: Path):
+    """This process's own staging folder under `base`, held under an OS lock for its life.
+
+    Folders of dead owners (lock free) are taken over first: one is renamed to ours, so its verified
+    downloads are reused; the others are removed. Folders of live fetches are never touched. On exit an
+    empty folder is removed; one that still holds a (verified) download stays for the next run.
+    """
+    _mkdir(base)
+    mine = base / f"{os.getpid()}-{secrets.token_hex(4)}"
+    lock = FolderLock(mine, "download staging folder")
+    lock.acquire()  # before the folder exists, so no other cleaner can ever see it unlocked
+    try:
+        for other in sorted(base.iterdir()):
+            if other == mine or not other.is_dir():
+                continue
+            their = FolderLock(other)
+            if not their.try_acquire():
+                continue  # a live fetch: its files are its own
+            try:
+                if not mine.exists():
+                    os.replace(other, mine)
+                else:
+                    shutil.rmtree(other, ignore_errors=True)
+            except OSError:
+                pass
+            finally:
+                their.release()
+                _remove_lock_files(their)
+        _mkdir(mine)
+        yield mine
+    finally:
+        with contextlib.suppress(OSError):
+            mine.rmdir()  # only when empty: a verified archive stays for the next run to take over
+        lock.release()
+        _remove_lock_files(lock)
+        with contextlib.suppress(OSError):
+            base.rmdir()  # fails while another fetch or the record lock is there: fine
+
+
+def _remove_lock_files(lock: FolderLock) -> None:
+    for p in (lock.path, Path(f"{lock.path}.pid")):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _write_record_locked(root: Path, entries: dict[str, dict]) -> None:
+    """Merge entries into the record while no other fetch is merging (read-modify-write under a lock)."""
+    from filelock import FileLock, Timeout
+
+    # the lock file stays (deleting a flock file races with a process waiting on it)
+    lock_file = root / STAGING / ".record.lock"
+    _mkdir(lock_file.parent)
+    try:
+        with FileLock(str(lock_file), timeout=120):
+            write_record(root, entries)
+    except Timeout:
+        raise CifarbError(f"another fetch has held {lock_file} for 2 minutes; rerun this fetch when it has finished") from None
+
+
 def fetch(name: str | Source, root: str | Path | None = None, offline: bool = False, progress: bool = True,
-          version: str | None = None, keep_archive: bool = False) -> list[Path]:
+          version: str | None = None, keep_archive: bool = False,
+          deadline_s: float | None = DEFAULT_DEADLINE_S) -> list[Path]:
     """Make every file of data source `name` present and verified under the root; return their paths.
 
     Files already verified are left alone. Offline (`offline` or CIFARB_OFFLINE=1) nothing is downloaded:
-    missing files raise OfflineError carrying the `where` text.
+    missing files raise OfflineError carrying the `where` text. The downloads of one call must finish
+    within `deadline_s` seconds (None or 0: no limit).
     """
+    deadline_at = _deadline_at(deadline_s)
     source = name if isinstance(name, Source) else get_source(name, version)
     root_p = resolve_root(root)
     checks = verify_source(source, root_p)
@@ -233,34 +352,33 @@ def fetch(name: str | Source, root: str | Path | None = None, offline: bool = Fa
     for c in checks:
         if c.status == "MISMATCH":
             print(f"replacing unverified {c.path}", file=sys.stderr)
-    staging = root_p / STAGING
-    _mkdir(staging)
     recorded: dict[str, dict] = {}
-    if source.archive is not None and any(sf.member for sf in needed):
-        a = source.archive
-        archive = download_verified(a.urls, staging / a.filename, algo=a.algo, digest=a.digest,
-                                    progress=progress, what=a.filename)
-        recorded.update(_extract(archive, needed, root_p, source, progress))
-        if not keep_archive:
-            archive.unlink(missing_ok=True)
-    for sf in needed:
-        if sf.member:
-            continue
-        tmp = download_verified(sf.urls, staging / posixpath.basename(sf.relpath), algo=sf.algo,
-                                digest=sf.digest, check=_hash_check(sf), progress=progress, what=sf.relpath)
-        target = root_p / sf.relpath
-        _mkdir(target.parent)
-        entry = {"sha256": digests(tmp, ("sha256",))["sha256"], "size": tmp.stat().st_size,
-                 "source": source.name, "verified_by": f"{sf.algo}:{sf.digest} (published)"}
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise CifarbError(os_error_message(target, exc)) from None
-        recorded[sf.relpath] = entry
-    write_record(root_p, recorded)
-    if not any(staging.iterdir()):
-        staging.rmdir()
+    with staging_folder(root_p / STAGING) as staging:
+        if source.archive is not None and any(sf.member for sf in needed):
+            a = source.archive
+            archive = download_verified(a.urls, staging / a.filename, algo=a.algo, digest=a.digest,
+                                        progress=progress, what=a.filename, deadline_at=deadline_at,
+                                        deadline_s=deadline_s)
+            recorded.update(_extract(archive, needed, root_p, source, progress))
+            if not keep_archive:  # a kept archive stays in the staging folder; the next fetch takes it over
+                archive.unlink(missing_ok=True)
+        for sf in needed:
+            if sf.member:
+                continue
+            tmp = download_verified(sf.urls, staging / posixpath.basename(sf.relpath), algo=sf.algo,
+                                    digest=sf.digest, check=_hash_check(sf), progress=progress, what=sf.relpath,
+                                    deadline_at=deadline_at, deadline_s=deadline_s)
+            target = root_p / sf.relpath
+            _mkdir(target.parent)
+            entry = {"sha256": digests(tmp, ("sha256",))["sha256"], "size": tmp.stat().st_size,
+                     "source": source.name, "verified_by": f"{sf.algo}:{sf.digest} (published)"}
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise CifarbError(os_error_message(target, exc)) from None
+            recorded[sf.relpath] = entry
+        _write_record_locked(root_p, recorded)
     print(f"{source.name}: {len(recorded)} file(s) verified and placed under {root_p} "
           f"(sha256s recorded in {root_p / RECORD_NAME})", file=sys.stderr)
     return [root_p / sf.relpath for sf in source.files]
