@@ -149,5 +149,7 @@ def test_resume_takes_the_saved_config_and_refuses_conflicts():
     now = TrainConfig(out="run", resume=True, lr=0.2, device="cpu")
     merged = check_resume_compatible(saved, now, given={"out", "resume", "lr", "device"})
     assert (merged.arch, merged.epochs, merged.root, merged.device, merged.resume) == ("fastnet", 5, "/data", "cpu", True)
-    with pytest.raises(UsageError, match="--epochs"):
-        check_resume_compatible(saved, TrainConfig(out="run", resume=True, epochs=9), given={"epochs"})
+    # a larger --epochs extends the run (issue #16's resume rule); fewer is a conflict
+    assert check_resume_compatible(saved, TrainConfig(out="run", resume=True, epochs=9), given={"epochs"}).epochs == 9
+    with pytest.raises(UsageError, match="--epochs.*larger"):
+        check_resume_compatible(saved, TrainConfig(out="run", resume=True, epochs=3), given={"epochs"})

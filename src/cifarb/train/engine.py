@@ -518,19 +518,20 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
 
 def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainResult:
     p = plan(cfg, given, info)
-    trainer = Trainer(p)
-    # one writer per run directory: rank 0 holds an OS lock for the whole run (released by the OS on a kill)
+    # one writer per run directory: rank 0 holds an OS lock for the whole run (released by the OS on a kill),
+    # taken before the trainer's set-up so a second writer is refused at once
     lock = p.rundir.lock()
     locked = lock.try_acquire() if info.is_main else True
     if ddp.any_flag(not locked, p.device, info):
         raise lock.busy_error() if info.is_main else CifarbError(f"rank 0 could not lock {p.rundir.path}")
     try:
-        return _run_locked(p, trainer, info)
+        return _run_locked(p, info)
     finally:
         lock.release()
 
 
-def _run_locked(p: Plan, trainer: Trainer, info: ddp.DistInfo) -> TrainResult:
+def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
+    trainer = Trainer(p)
     cfg = p.cfg
     rundir = p.rundir
     # the folder may have changed while this run was being planned: the --out rules again, under the lock
