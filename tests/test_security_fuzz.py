@@ -17,6 +17,7 @@ import json
 import pickle
 import resource
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,13 +51,20 @@ def fuzz_settings(name: str, long: bool) -> settings:
 
 @contextlib.contextmanager
 def time_limit(seconds: int) -> Iterator[None]:
+    """Fail an example that runs longer than `seconds` (a hang), or that makes Python print a warning (a
+    second message on stderr; deprecation warnings are hidden from users by default and not counted)."""
     def on_alarm(signum, frame):
         raise TimeoutError(f"an example ran longer than {seconds} s (a hang)")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(seconds)
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        shown = [f"{w.category.__name__}: {w.message}" for w in caught
+                 if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+        assert not shown, shown
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -38,13 +39,15 @@ def read_npy_header(fh: IO[bytes], data_bytes: int, where: str, fix: str,
     if head != NPY_MAGIC:
         raise CifarbError(f"cannot read {where}: it is {_kind_of(head)}; {fix}")
     try:
-        version = tuple(fh.read(2))
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=_MAX_HEADER)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=_MAX_HEADER)
-        else:
-            raise ValueError(f"unknown .npy format version {version}")
+        with warnings.catch_warnings():  # numpy's header parser may warn on garbage: the error below says it
+            warnings.simplefilter("ignore")
+            version = tuple(fh.read(2))
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=_MAX_HEADER)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=_MAX_HEADER)
+            else:
+                raise ValueError(f"unknown .npy format version {version}")
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError/SyntaxError/... for a bad header
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise CifarbError(f"cannot read {where}: its .npy header is damaged ({reason}); {fix}") from None

@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,9 @@ def load_weights_only(path: Path | str, map_location: str = "cpu", max_bytes: in
         raise CifarbError(f"checkpoint {path} is {size} bytes, more than the {max_bytes} expected; it is not "
                           "a cifarb checkpoint of this kind")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file makes torch warn (odd protocol...): one message is ours
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = _refusal_reason(str(exc))
         if "Unsupported global" not in first:  # not a refused Python object: damaged pickle bytes
