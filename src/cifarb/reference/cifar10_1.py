@@ -63,11 +63,9 @@ def load_cifar10_1_labels(root: str | Path | None = None, version: str = "v6",
             f"--root {root_p}`, or pass --trust-local to use it anyway (results then record data_verified: false)"
         )
     n = CIFAR10_1_SIZES[version]
-    try:
-        arr = np.load(check.path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CifarbError(f"{check.path} is truncated or not a valid .npy file ({exc}); `cifarb data fetch {fetch}`"
-                          ) from None
+    from cifarb.data.safeio import load_npy  # the header is checked against the file size first (#16)
+
+    arr = load_npy(check.path, f"`cifarb data fetch {fetch}`", max_items=n)
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 9:
         raise CifarbError(f"{check.path}: expected {n:,} integer labels in 0..9 for CIFAR-10.1 {version}, got "
                           f"{arr.dtype} {arr.shape}; `cifarb data fetch {fetch}`")
@@ -89,23 +87,23 @@ def read_cifar10_1_predictions(path: Path | str, version: str, class_names: list
         raise CifarbError(f"{path}: {'is a directory' if path.is_dir() else 'does not exist'}; {expected}")
     try:
         if suffix in (".npy", ".npz"):
+            from cifarb.data import safeio  # sizes are checked before anything is allocated (#16)
+
             if suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
+                arr = safeio.load_npy(path, expected, max_items=2 * n * 1000)
             else:
-                with np.load(path, allow_pickle=False) as z:
-                    if "predictions" not in z.files:
-                        raise CifarbError(f"{path}: has no array named 'predictions' (found: "
-                                          f"{', '.join(z.files) or 'none'}); save it with np.savez(FILE, predictions=ids)")
-                    arr = z["predictions"]
+                arr = safeio.load_npz_member(path, "predictions", "save it with np.savez(FILE, predictions=ids)",
+                                             2 * n * 1000)
             if arr.ndim != 1 or arr.shape[0] != n:
                 raise CifarbError(f"{path}: holds an array of shape {arr.shape}, but CIFAR-10.1 {version} predictions "
                                   f"in .npy/.npz need exactly {n:,} class ids in the order of the CIFAR-10.1 files; "
                                   "for a subset use .csv/.parquet with columns index,prediction")
             indices, values = np.arange(n), arr
         else:
-            import pandas as pd
+            from cifarb.data import safeio
 
-            df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+            read = safeio.read_csv_bounded if suffix == ".csv" else safeio.read_parquet_bounded
+            df = read(path, n, expected)
             df = df.rename(columns=lambda c: str(c).strip().lower())
             if not {"index", "prediction"} <= set(df.columns) or len(df) == 0:
                 raise CifarbError(f"{path}: needs a header with columns index,prediction and at least one row")
