@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="resamples of runs for the rank-correlation CIs (default 2000; 0: no CIs)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the rank-correlation bootstrap (default 0)")
+    p.add_argument("--baseline", metavar="AUG",
+                   help="the method every other is compared with, paired by seed (default: the study's "
+                   "[study] baseline from <study>/_study.json, else the first method)")
+    p.add_argument("--compare-bootstrap", type=non_negative_int, default=1000, metavar="B",
+                   help="resamples of the method-vs-baseline comparisons (default 1000; 0: no comparisons)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any run directory had to be left out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from cifarb._atomic import atomic_write_text
     from cifarb.report.build import build_report, render_report_html, render_text
 
-    report = build_report(args.rundirs, bootstrap=args.bootstrap, seed=args.seed)
+    report = build_report(args.rundirs, bootstrap=args.bootstrap, seed=args.seed, baseline=args.baseline,
+                          compare_bootstrap=args.compare_bootstrap)
     for p in report.loaded.problems:  # loudly, on stderr, whatever the format
         print(f"cifarb: warning: left out {p.path}: {p.reason}", file=sys.stderr)
     text = render_text(report, args.format)

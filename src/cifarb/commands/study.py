@@ -68,6 +68,21 @@ def _describe(plan) -> str:  # noqa: ANN001 - CellPlan, imported lazily
     return ", ".join([s for s in [steps] if s] + evals) or "nothing"
 
 
+STUDY_INFO = "_study.json"
+
+
+def _write_study_info(config) -> None:  # noqa: ANN001 - StudyConfig, imported lazily
+    """<out>/_study.json: the study's name and baseline, which `cifarb report` reads."""
+    from cifarb._atomic import atomic_write_json
+    from cifarb.errors import CifarbError
+
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config.out / STUDY_INFO, config.describe())
+    except OSError as exc:
+        raise CifarbError(f"cannot write {config.out / STUDY_INFO}: {exc.strerror}; choose another --out") from None
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -84,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
     print(f"study {config.name}: {len(plans)} cells in {config.out} ({summary})")
     if args.dry_run:
+        print(f"baseline (what the report compares every method with): {config.baseline}")
         width = max(len(p.name) for p in plans)
         left_out: dict[str, int] = {}
         for p in plans:
@@ -96,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         for reason, n in left_out.items():
             print(f"left out in {n} cell(s): {reason}")
         return 0
+
+    _write_study_info(config)
 
     def report(outcome) -> None:  # noqa: ANN001 - CellOutcome
         if outcome.skipped:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,82 @@ FORMATS = ("md", "csv", "latex")
 
 
 @dataclass
+class BaselineComparison:
+    """One method against the study's baseline method (same training dataset and architecture)."""
+
+    method: str
+    baseline: str
+    comparison: Any | None  # report.compare.Comparison, None when it could not be computed
+    note: str = ""
+
+
+@dataclass
 class Report:
     loaded: LoadedRuns
     groups: list[Group]
     labels: dict[tuple[str, str, str], str]
     correlations: list[Correlation]
+    baseline: str | None = None
+    baseline_source: str = ""
+    vs_baseline: list[BaselineComparison] = field(default_factory=list)
 
     @property
     def runs(self) -> list[Run]:
         return [r for g in self.groups for r in g.runs]
 
 
-def build_report(paths: Iterable[Path | str], bootstrap: int = 2000, seed: int = 0, schema: bool = True) -> Report:
-    """Load the run directories and compute everything a report shows; CifarbError if none is usable."""
+def study_baseline(paths: Iterable[Path | str]) -> tuple[str | None, str]:
+    """The baseline aug a study folder records in _study.json (written by `cifarb study`), and where from."""
+    for p in map(Path, paths):
+        info = p / "_study.json"
+        if info.is_file():
+            try:
+                data = json.loads(info.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("baseline"), str) and data["baseline"]:
+                return data["baseline"], str(info)
+    return None, ""
+
+
+def compare_with_baseline(groups: Sequence[Group], baseline: str, bootstrap: int, seed: int
+                          ) -> list[BaselineComparison]:
+    """Every method against the baseline aug of its (dataset, arch), paired by seed, on clean CIFAR-B."""
+    from cifarb.report.compare import compare
+
+    base = {(g.dataset, g.arch): g for g in groups if g.aug == baseline}
+    out = []
+    for g in groups:
+        ref = base.get((g.dataset, g.arch))
+        if ref is None or ref is g:
+            continue
+        seeds = sorted({r.seed for r in g.runs} & {r.seed for r in ref.runs} - {None})
+        note = ""
+        unpaired = sorted({r.seed for r in g.runs} ^ {r.seed for r in ref.runs} - {None})
+        if unpaired:
+            note = f"seeds without a partner left out: {unpaired}"
+        if not seeds:
+            out.append(BaselineComparison(g.label, ref.label, None, "no seed in common with the baseline"))
+            continue
+        a = [next(r.path for r in g.runs if r.seed == s) for s in seeds]
+        b = [next(r.path for r in ref.runs if r.seed == s) for s in seeds]
+        try:
+            c = compare(a, b, bootstrap=bootstrap, seed=seed)
+        except CifarbError as exc:
+            out.append(BaselineComparison(g.label, ref.label, None, str(exc)))
+            continue
+        out.append(BaselineComparison(g.label, ref.label, c, note))
+    return out
+
+
+def build_report(paths: Iterable[Path | str], bootstrap: int = 2000, seed: int = 0, schema: bool = True,
+                 baseline: str | None = None, compare_bootstrap: int = 1000) -> Report:
+    """Load the run directories and compute everything a report shows; CifarbError if none is usable.
+
+    `baseline` is the aug every other method is compared with (default: what a study folder's
+    _study.json says, else the first method's aug); `compare_bootstrap` 0 skips those comparisons.
+    """
+    paths = list(paths)
     loaded = load_runs(paths, schema=schema)
     if not loaded.runs:
         detail = "; ".join(str(p) for p in loaded.problems) or "no run directories given"
@@ -49,7 +113,16 @@ def build_report(paths: Iterable[Path | str], bootstrap: int = 2000, seed: int =
     groups = summarize(loaded.runs)
     labels = method_labels([g.runs[0].group for g in groups])
     corr = correlations([r for g in groups for r in g.runs], bootstrap=bootstrap, seed=seed)
-    return Report(loaded, groups, labels, corr)
+    source = "--baseline"
+    if baseline is None:
+        baseline, source = study_baseline(paths)
+    if baseline is None:
+        baseline, source = groups[0].aug, "the first method"
+    elif not any(g.aug == baseline for g in groups):
+        raise CifarbError(f"baseline {baseline!r} ({source}) is none of the methods reported: "
+                          f"{sorted({g.aug for g in groups})}; give --baseline AUG")
+    vs = compare_with_baseline(groups, baseline, compare_bootstrap, seed) if compare_bootstrap > 0 else []
+    return Report(loaded, groups, labels, corr, baseline, source, vs)
 
 
 # --- text --------------------------------------------------------------------------------------------
@@ -75,6 +148,51 @@ def correlation_table(corrs: Sequence[Correlation]) -> Table:
     return Table("Rank correlation across runs", header, rows, notes)
 
 
+def _swap(head: str, method: str, baseline: str) -> str:
+    """A verdict's head with A and B named (A is the method, B the baseline)."""
+    words = [method if w == "A" else baseline if w == "B" else w for w in head.split(" ")]
+    return " ".join(words)
+
+
+def _diff_ci(m: dict[str, Any] | None) -> str:
+    if not m or m.get("diff") is None:
+        return "—"
+    text = f"{100 * m['diff']:+.2f}"
+    if m.get("ci95") is not None:
+        text += f" [{100 * m['ci95'][0]:+.2f}, {100 * m['ci95'][1]:+.2f}]"
+    return text
+
+
+def baseline_table(report: Report) -> Table | None:
+    """Each method minus the baseline, paired by seed (two-level bootstrap over images and seeds)."""
+    if not report.vs_baseline:
+        return None
+    primary = next((bc.comparison.primary for bc in report.vs_baseline if bc.comparison and bc.comparison.primary),
+                   "macro_std_excess")
+    header = ["method", "vs", "seed pairs", "Δ acc pp [95% CI]", f"Δ {primary} pp [95% CI]",
+              "Δ MacroStd pp [95% CI]", "verdict", "warnings"]
+    rows = []
+    for bc in report.vs_baseline:
+        c = bc.comparison
+        if c is None:
+            rows.append([bc.method, bc.baseline, "—", "—", "—", "—", "not compared", bc.note])
+            continue
+        warn = "; ".join(w.split(":")[0] for w in c.warnings)
+        rows.append([bc.method, bc.baseline, str(len(c.seeds)), _diff_ci(c.metrics.get("accuracy")),
+                     _diff_ci(c.metrics.get(primary)), _diff_ci(c.metrics.get("macro_std")),
+                     _swap(c.verdict.split(":")[0], bc.method, bc.baseline),
+                     "; ".join(x for x in (warn.replace("A ", f"{bc.method} ").replace("B ", f"{bc.baseline} "),
+                                           bc.note) if x) or "—"])
+    notes = [
+        f"Baseline: {report.baseline} ({report.baseline_source}). Δ = method − baseline on clean CIFAR-B, runs "
+        "paired by seed; the CI resamples the test images and the seed pairs (two-level bootstrap; with one "
+        "seed pair, images only).",
+        f"The verdict is judged on {primary} (the noise floor removed), never on raw MacroStd; a method near "
+        "chance is never called fairer.",
+    ]
+    return Table(f"Each method vs the baseline ({report.baseline})", header, rows, notes)
+
+
 def _data_lines(report: Report) -> list[str]:
     lines = []
     for kind, what in (("b", "CIFAR-B"), ("c", "-C"), ("10.1", "CIFAR-10.1")):
@@ -98,7 +216,11 @@ def render_text(report: Report, fmt: str = "md") -> str:
     """The report's tables in `fmt` (md, csv or latex). Left-out runs are listed in md and latex."""
     if fmt == "csv":
         return to_csv(report.groups)
-    tables = [summary_table(report.groups), runs_table(report.runs, report.labels)]
+    tables = [summary_table(report.groups)]
+    base = baseline_table(report)
+    if base is not None:
+        tables.append(base)
+    tables.append(runs_table(report.runs, report.labels))
     if report.correlations:
         tables.append(correlation_table(report.correlations))
     if fmt == "latex":
@@ -193,6 +315,9 @@ def render_report_html(report: Report, title: str = "cifarb report", progress: b
                     "The right panel subtracts the noise floor (MacroStd expected from sampling noise alone)."],
         figures=[Figure(accuracy_vs_macrostd_png(scatter_points(report.groups)), "accuracy vs MacroStd")],
     ))
+    base = baseline_table(report)
+    if base is not None:
+        sections.append(tbl(base))
     if report.correlations:
         sections.append(tbl(correlation_table(report.correlations)))
     sev_figs = []

@@ -7,6 +7,7 @@
     archs = ["fastnet"]
     augs = ["standard", "mixup"]
     seeds = [0, 1]
+    baseline = "standard"            # the aug every other is compared with (default: the first)
     epochs = 10                      # optional; any cell setting below may also sit here
     root = "../shared/data"
     trust_local = true
@@ -52,7 +53,7 @@ CELL_KEYS = {
     "evals": list,
 }
 MATRIX_KEYS = ("datasets", "archs", "augs", "seeds")
-STUDY_KEYS = {"name", "out", "train_command", "eval_command", *MATRIX_KEYS, *CELL_KEYS}
+STUDY_KEYS = {"name", "out", "baseline", "train_command", "eval_command", *MATRIX_KEYS, *CELL_KEYS}
 EVAL_KINDS = ("b", "c", "10.1")
 MATCH_KEYS = ("dataset", "arch", "aug", "seed")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -101,6 +102,12 @@ class StudyConfig:
     train_command: tuple[str, ...] | None = None
     eval_command: tuple[str, ...] | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
+    baseline: str = ""  # the aug the report compares every other method with
+
+    def describe(self) -> dict[str, Any]:
+        """What `cifarb report` needs to know about the study (written to <out>/_study.json)."""
+        return {"name": self.name, "baseline": self.baseline, "augs": list(dict.fromkeys(c.aug for c in self.cells)),
+                "source": None if self.source is None else str(self.source)}
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -255,6 +262,9 @@ def parse_config(data: dict[str, Any], source: Path | None = None, out: str | Pa
         if value is not None and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
             raise _err(source, f"[study].{key} must be a list of strings (argv prefix), got {value!r}")
         commands[key] = tuple(value) if value else None
+    baseline = study.get("baseline", augs[0])
+    if not isinstance(baseline, str) or baseline not in augs:
+        raise _err(source, f"[study].baseline must be one of the augs {augs}, got {baseline!r}")
     slurm = data.get("slurm", {})
     if not isinstance(slurm, dict):
         raise _err(source, "[slurm] must be a table of submitit parameters")
@@ -266,6 +276,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None, out: str | Pa
         train_command=commands["train_command"],
         eval_command=commands["eval_command"],
         slurm=dict(slurm),
+        baseline=baseline,
     )
 
 

@@ -1,0 +1,47 @@
+"""Study baseline: `[study] baseline`, recorded in <out>/_study.json, and the report's method-vs-baseline table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cifarb.errors import CifarbError
+from cifarb.report.build import build_report, render_text
+from cifarb.study.config import parse_config
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures_runs"
+BASE = {"datasets": ["cifar10"], "archs": ["fastnet"], "augs": ["standard", "mixup"], "seeds": [0]}
+
+
+def test_baseline_defaults_to_the_first_aug_and_must_be_one_of_them() -> None:
+    assert parse_config({"study": dict(BASE)}).baseline == "standard"
+    cfg = parse_config({"study": {**BASE, "baseline": "mixup"}})
+    assert cfg.baseline == "mixup" and cfg.describe()["baseline"] == "mixup"
+    with pytest.raises(CifarbError, match=r"\[study\].baseline must be one of the augs"):
+        parse_config({"study": {**BASE, "baseline": "cutout"}})
+
+
+def test_report_compares_every_method_with_the_study_baseline(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    for p in FIXTURES.glob("cifar10-fastnet-*"):
+        shutil.copytree(p, study / p.name)
+    (study / "_logs").mkdir()  # a study's own log folder is not a run
+    (study / "_logs" / "x.log").write_text("log")
+    (study / "_study.json").write_text(json.dumps({"name": "t", "baseline": "standard"}))
+    report = build_report([study], bootstrap=0, compare_bootstrap=200)
+    assert report.baseline == "standard" and report.baseline_source.endswith("_study.json")
+    assert not report.loaded.problems
+    assert [(bc.method, bc.baseline) for bc in report.vs_baseline] == [("augmix", "standard"), ("mixup", "standard")]
+    for bc in report.vs_baseline:
+        c = bc.comparison
+        assert c is not None and c.seeds == ["seed 0", "seed 1"]
+        assert c.metrics["accuracy"]["per_seed"] and c.metrics["accuracy"]["ci95"] is not None
+    text = render_text(report)
+    assert "## Each method vs the baseline (standard)" in text and "| mixup | standard | 2 |" in text
+    # --baseline overrides the study's; an unknown one names the methods
+    assert build_report([study], bootstrap=0, baseline="mixup", compare_bootstrap=50).baseline == "mixup"
+    with pytest.raises(CifarbError, match="is none of the methods reported"):
+        build_report([study], bootstrap=0, baseline="cutout", compare_bootstrap=50)
