@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--std", type=float_triple, metavar="R,G,B", help="input normalisation std")
     parser.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, help="evaluation set")
     add_root_args(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON (the DESIGN.md contract) here")
+    parser.add_argument("--json", metavar="FILE", help="write the result JSON (schema: cifarb/schemas/result.schema.json) here")
     parser.add_argument("--out", metavar="RUNDIR", help="write eval/ and predictions/ into this run directory "
                         "(a new or empty folder, or the run directory given as --model)")
     parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="default 256")

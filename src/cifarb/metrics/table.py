@@ -34,7 +34,10 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
         k = (result.get("settings") or {}).get("min_cell_size_worst")
         cells = _worst_cells(result)
         where = ", ".join(f"{c['class']} / {c['subgroup']} (n={c['n']})" for c in cells[:3])
-        note = where if cells else f"no cell has >= {k} images"
+        if result.get("corruptions"):  # -C: the top level is a mean over pairs, not one set of cells
+            note = "mean over corruption x severity pairs of each pair's worst cell"
+        else:
+            note = where if cells else f"no cell has >= {k} images"
         rows.append(("worst cell", result.get("worst_cell_accuracy"), ci.get("worst_cell_accuracy"), note))
         sub = result.get("subgroup_accuracy") or {}
         defined = {name: v for name, v in sub.items() if v is not None}

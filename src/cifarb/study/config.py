@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cifarb.errors import CifarbError
+from cifarb.errors import CifarbError, did_you_mean
 
 TRAIN_DATASETS = ("cifar10", "cifar100")
 # Settings a cell carries; each may be given in [study] (all cells) or in an [[override]].
@@ -127,7 +127,8 @@ def resolve_config_path(spec: str | Path) -> Path:
     if path.exists():
         raise CifarbError(f"study config {path} is not a file; give a TOML file")
     raise CifarbError(
-        f"study config {spec} not found; give a TOML file or one of the bundled configs: {', '.join(bundled)}"
+        f"study config {spec} not found{did_you_mean(str(spec), bundled)}; give a TOML file or one of the bundled "
+        f"configs: {', '.join(bundled)}"
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifarb.errors import CifarbError, UsageError
+from cifarb.errors import CifarbError, UsageError, did_you_mean
 
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -134,7 +134,8 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.dataset not in DATASETS:
         raise UsageError(f"--dataset {cfg.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}")
     if cfg.arch not in ARCHS:
-        raise UsageError(f"--arch {cfg.arch!r} is unknown; choose one of: {', '.join(ARCHS)}")
+        raise UsageError(f"--arch {cfg.arch!r} is unknown{did_you_mean(cfg.arch, ARCHS)}; choose one of: "
+                         f"{', '.join(ARCHS)}")
 
     def positive(name: str, integer: bool) -> None:
         value = getattr(cfg, name)

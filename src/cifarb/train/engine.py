@@ -606,5 +606,7 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
         min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
     )
-    _log(p, f"{dataset}: accuracy {result['accuracy']:.4f}, MacroStd {result['macro_std']}")
+    from cifarb.eval.table import summary_line
+
+    _log(p, summary_line(result))
     return result
