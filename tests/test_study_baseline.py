@@ -45,3 +45,22 @@ def test_report_compares_every_method_with_the_study_baseline(tmp_path: Path) ->
     assert build_report([study], bootstrap=0, baseline="mixup", compare_bootstrap=50).baseline == "mixup"
     with pytest.raises(CifarbError, match="is none of the methods reported"):
         build_report([study], bootstrap=0, baseline="cutout", compare_bootstrap=50)
+
+
+def test_report_tables_show_the_debiased_macrostd_and_the_p_value_or_a_dash(tmp_path: Path) -> None:
+    from cifarb.report.tables import summary_table
+
+    run = tmp_path / "cifar10-fastnet-standard-s0"
+    shutil.copytree(FIXTURES / run.name, run)
+    res = json.loads((run / "eval" / "cifar10-b.json").read_text())
+    res["macro_std_debiased"], res["p_subgroup_effect"] = 0.05, 0.0123
+    res["ci95"]["macro_std_debiased"] = [0.03, 0.07]
+    (run / "eval" / "cifar10-b.json").write_text(json.dumps(res))
+    old = FIXTURES / "cifar10-fastnet-mixup-s0"  # written before the keys existed
+    report = build_report([run, old], bootstrap=0, compare_bootstrap=0, schema=False)
+    table = summary_table(report.groups)
+    col = {h: i for i, h in enumerate(table.header)}
+    new_row, old_row = table.rows
+    assert (new_row[col["debiased %"]], new_row[col["debiased 95% CI"]], new_row[col["p(effect)"]]) == \
+        ("5.00", "[3.00, 7.00]", "0.012")
+    assert (old_row[col["debiased %"]], old_row[col["debiased 95% CI"]], old_row[col["p(effect)"]]) == ("—",) * 3

@@ -301,7 +301,7 @@ def render_report_html(report: Report, title: str = "cifarb report", progress: b
         return Section(t.title, html=table_html(t.header, t.rows), paragraphs=list(t.notes))
 
     overview = Section(
-        "Runs",
+        "Run directories",
         paragraphs=[f"{_n(len(report.runs), 'run directory', 'run directories')} used, in "
                     f"{_n(len(report.groups), 'method')} "
                     f"(grouped by training dataset, architecture and augmentation; seeds averaged)."]
