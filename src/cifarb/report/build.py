@@ -288,17 +288,64 @@ def severity_series(group: Group) -> dict[str, Any] | None:
         "accuracy": curve(lambda b: b.get("accuracy")),
         "macro_std": curve(lambda b: b.get("macro_std")),
         "macro_std_excess": curve(lambda b: b.get("macro_std_excess")),
+        "macro_std_debiased": curve(lambda b: b.get("macro_std_debiased")),
     }
 
 
 # --- HTML --------------------------------------------------------------------------------------------
-def render_report_html(report: Report, title: str = "cifarb report", progress: bool = False) -> str:
-    """One self-contained page: tables, scatter, correlations, severity curves and a heatmap per run."""
-    from cifarb.report.figures import accuracy_vs_macrostd_png, heatmap_png, severity_png
+def provenance_table(report: Report) -> Table:
+    """How every run was produced: commit, versions, data verification and input sha256s."""
+    header = ["run", "git commit", "cifarb", "torch", "data verified", "model sha256", "data files (sha256)"]
+    rows = []
+    for r in report.runs:
+        m = r.manifest or {}
+        versions = m.get("versions") if isinstance(m.get("versions"), dict) else {}
+        b = r.results["b"]
+        prov = b.get("provenance") or {}
+        data = prov.get("data_sha256") or {}
+        files = ", ".join(f"{Path(str(f)).name} {str(h)[:12]}" for f, h in sorted(data.items())) or "—"
+        verified = ", ".join(f"{r.eval_names[k]}: {'yes' if r.results[k].get('data_verified') else 'NO'}"
+                             for k in ("b", "c", "10.1") if k in r.results)
+        commit = m.get("git_commit")
+        inputs = m.get("input_sha256") if isinstance(m.get("input_sha256"), dict) else {}
+        if inputs and files == "—":
+            files = ", ".join(f"{Path(str(f)).name} {str(h)[:12]}" for f, h in sorted(inputs.items()))
+        rows.append([r.name, str(commit)[:12] if commit else "—",
+                     str(versions.get("cifarb") or m.get("cifarb_version") or b.get("cifarb_version") or "—"),
+                     str(versions.get("torch") or "—"), verified,
+                     str(prov.get("model_sha256"))[:12] if prov.get("model_sha256") else "—", files])
+    commits = sorted({row[1] for row in rows if row[1] != "—"})
+    notes = [f"{_n(len(commits), 'commit')} across the runs: {', '.join(commits) or 'none recorded'}.",
+             "sha256s are shortened to 12 hex digits; the full values are in each run's manifest.json and "
+             "eval/*.json (provenance). 'data verified' is the result's data_verified: every input file "
+             "matched its published checksum."]
+    return Table("Provenance", header, rows, notes)
+
+
+def _mean_results(groups: Sequence[Group]) -> dict[str, dict[str, Any]]:
+    from cifarb.report.figures import mean_result
+
+    return {g.label: mean_result([r.results["b"] for r in g.runs]) for g in groups}
+
+
+def render_report_html(report: Report, title: str = "cifarb report", progress: bool = False,
+                       per_run_heatmaps: bool = False) -> str:
+    """One self-contained page: tables, per-method and difference heatmaps, severity curves, provenance.
+
+    Figures drawn inside `cifarb.report.figures.export_figures(DIR)` are also written as PDF/SVG.
+    """
+    from cifarb.report.figures import (
+        accuracy_vs_macrostd_png,
+        deviation_heatmap_png,
+        difference_heatmap_png,
+        heatmap_png,
+        severity_overlay_png,
+        severity_png,
+    )
     from cifarb.report.html import Figure, Section, render_html, table_html
 
-    def tbl(t: Table) -> Section:
-        return Section(t.title, html=table_html(t.header, t.rows), paragraphs=list(t.notes))
+    def tbl(t: Table, title: str | None = None) -> Section:
+        return Section(title or t.title, html=table_html(t.header, t.rows), paragraphs=list(t.notes))
 
     overview = Section(
         "Run directories",
@@ -309,42 +356,86 @@ def render_report_html(report: Report, title: str = "cifarb report", progress: b
         warnings=[f"Left out (never averaged in): {p.path}: {p.reason}" for p in report.loaded.problems],
     )
     sections = [overview, tbl(summary_table(report.groups))]
+    base = baseline_table(report)
+    if base is not None:
+        sections.append(tbl(base))
     sections.append(Section(
         "Accuracy vs MacroStd",
         paragraphs=["Does better accuracy come with more consistent subgroups? Lower is more consistent. "
                     "The right panel subtracts the noise floor (MacroStd expected from sampling noise alone)."],
-        figures=[Figure(accuracy_vs_macrostd_png(scatter_points(report.groups)), "accuracy vs MacroStd")],
+        figures=[Figure(accuracy_vs_macrostd_png(scatter_points(report.groups), name="accuracy_vs_macrostd"),
+                        "accuracy vs MacroStd")],
     ))
-    base = baseline_table(report)
-    if base is not None:
-        sections.append(tbl(base))
     if report.correlations:
         sections.append(tbl(correlation_table(report.correlations)))
-    sev_figs = []
-    for g in report.groups:
-        series = severity_series(g)
-        if series:
-            sev_figs.append(Figure(severity_png(**series), f"{series['label']}: by corruption severity"))
-    if sev_figs:
+    series = [s for s in (severity_series(g) for g in report.groups) if s]
+    if series:
+        disc = "macro_std_debiased" if any(v is not None for s in series for v in s["macro_std_debiased"]) \
+            else "macro_std_excess"
         sections.append(Section(
-            "Corruption severity",
-            paragraphs=["Accuracy per subgroup, and MacroStd with its excess over the noise floor, against "
-                        "corruption severity (mean over corruptions; 0 is the clean CIFAR-B set), averaged "
-                        "over seeds."],
-            figures=sev_figs,
+            "Discrepancy and accuracy by corruption severity",
+            paragraphs=[f"Every method on one plot: {disc} (left) and accuracy (right) against corruption "
+                        "severity (mean over corruptions; 0 is the clean CIFAR-B set), averaged over seeds. "
+                        "A discrepancy that falls while accuracy collapses is a model failing every subgroup "
+                        "alike, not a fairer one."],
+            figures=[Figure(severity_overlay_png(series, disc, name="severity_overlay"),
+                            f"{disc} and accuracy by severity, methods overlaid")],
         ))
-    sections.append(tbl(runs_table(report.runs, report.labels)))
-    heat = []
-    runs = report.runs
-    for r in _progress(runs, progress, "heatmaps"):
-        b = r.results["b"]
-        ci = (b.get("ci95") or {}).get("macro_std")
-        cap = f"{r.name}: {b['dataset']}, accuracy {100 * b['accuracy']:.1f}%, MacroStd {100 * b['macro_std']:.2f}% " \
-              f"95% CI {fmt_ci(*(ci or (None, None)), 2)}, excess {_pp(b.get('macro_std_excess'))}"
-        heat.append(Figure(heatmap_png(b, title=f"{r.name} ({b['dataset']})"), cap))
-    sections.append(Section("Class × subgroup accuracy per run", figures=heat,
-                            paragraphs=["Each cell: accuracy % and the number of test images n. Grey: empty cell."]))
-    return render_html(title, sections, subtitle=f"generated by cifarb from {len(runs)} run directories")
+        sections.append(Section(
+            "Subgroup accuracy by corruption severity",
+            paragraphs=["Per method: accuracy per subgroup, and MacroStd with its excess over the noise floor, "
+                        "against corruption severity, averaged over seeds."],
+            figures=[Figure(severity_png(**s, name=f"severity_{_slug(s['label'])}"), f"{s['label']}: by severity")
+                     for s in series],
+        ))
+    means = _mean_results(report.groups)
+    heat, dev, diff = [], [], []
+    ref = next((g for g in report.groups if g.aug == report.baseline), None)
+    for g in _progress(report.groups, progress, "heatmaps"):
+        mres = means[g.label]
+        k = len(g.runs)
+        heat.append(Figure(heatmap_png(mres, title=f"{g.label}: mean over {_n(k, 'seed')} ({mres['dataset']})",
+                                       name=f"heatmap_{_slug(g.label)}"),
+                           f"{g.label}: cell accuracy averaged over {_n(k, 'seed')}"))
+        dev.append(Figure(deviation_heatmap_png(mres, title=f"{g.label}: a_cg − m_c, mean over {_n(k, 'seed')}",
+                                                name=f"deviation_{_slug(g.label)}"),
+                          f"{g.label}: how far each cell is from its class's accuracy"))
+        if ref is not None and g is not ref and (g.dataset, g.arch) == (ref.dataset, ref.arch):
+            diff.append(Figure(difference_heatmap_png(mres, means[ref.label], title=f"{g.label} − {ref.label}",
+                                                      name=f"difference_{_slug(g.label)}_vs_{_slug(ref.label)}"),
+                               f"{g.label} minus the baseline {ref.label}, cell by cell (means over seeds)"))
+    sections.append(Section("Class × subgroup accuracy per method", figures=heat,
+                            paragraphs=["Each cell: accuracy % averaged over the method's seeds and the number of "
+                                        "test images n. Grey: empty cell."]))
+    sections.append(Section("Cell accuracy minus class accuracy (a_cg − m_c)", figures=dev,
+                            paragraphs=["The deviations MacroStd summarises, on a diverging scale centred on 0 "
+                                        "(red: the subgroup does worse than its class). Hatched cells have fewer "
+                                        "images than min_cell_size_worst: read them as noise."]))
+    if diff:
+        sections.append(Section(f"Difference from the baseline ({report.baseline})", figures=diff,
+                                paragraphs=["Cell accuracy of each method minus the baseline's (means over seeds); "
+                                            "blue: the method does better in that cell. Hatched: small cells."]))
+    sections.append(tbl(runs_table(report.runs, report.labels), "Runs (one row per run directory)"))
+    if per_run_heatmaps:
+        per_run = []
+        for r in _progress(report.runs, progress, "run heatmaps"):
+            b = r.results["b"]
+            ci = (b.get("ci95") or {}).get("macro_std")
+            cap = f"{r.name}: {b['dataset']}, accuracy {100 * b['accuracy']:.1f}%, MacroStd {100 * b['macro_std']:.2f}% " \
+                  f"95% CI {fmt_ci(*(ci or (None, None)), 2)}, excess {_pp(b.get('macro_std_excess'))}"
+            per_run.append(Figure(heatmap_png(b, title=f"{r.name} ({b['dataset']})", name=f"run_{_slug(r.name)}"), cap))
+        sections.append(Section("Class × subgroup accuracy per run", figures=per_run,
+                                paragraphs=["Each cell: accuracy % and the number of test images n. Grey: empty cell."]))
+    sections.append(tbl(provenance_table(report)))
+    titles = [s.title for s in sections]
+    assert len(titles) == len(set(titles)), f"duplicate section titles {titles}"  # anchors and the contents list
+    return render_html(title, sections, subtitle=f"generated by cifarb from {len(report.runs)} run directories")
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
 def _n(k: int, one: str, many: str | None = None) -> str:
