@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CIFAR-10.1 version (default v6)")
     parser.add_argument("--save-logits", action="store_true", help="also store logits in the predictions file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(parser, "evaluation (torch intra-op threads)")
     parser.set_defaults(func=run)
 
 
@@ -88,7 +91,10 @@ def _check_out(out: Path, model_spec: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifarb._threads import apply_threads
     from cifarb.errors import UsageError
+
+    apply_threads(args.threads)
 
     if args.json is not None and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a directory; give a file path")

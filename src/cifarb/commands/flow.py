@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are also off when stderr is not a terminal)")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(p, "flow training (torch intra-op threads)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("sample", help="draw images from a flow into a PNG grid",
@@ -93,7 +96,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cifarb._threads import apply_threads
     from cifarb.errors import UsageError
+
+    apply_threads(args.threads)
     from cifarb.flows.configs import load_config
     from cifarb.flows.train import prepare_run, train_flow
     from cifarb.runs import default_run_name

@@ -221,6 +221,7 @@ def train_flow(
         rundir.truncate_epochs(start_epoch)
         manifest = rundir.read_manifest()
         manifest["epochs"] = n_epochs
+        manifest.setdefault("resumes", []).append({"from_epoch": start_epoch, **provenance_info()})
         rundir.write_manifest(manifest)
     else:
         rundir.create()

@@ -45,6 +45,7 @@ CELL_KEYS = {
     "weight_decay": float,
     "device": str,
     "workers": int,
+    "threads": int,
     "root": str,
     "trust_local": bool,
     "c_root": str,
@@ -69,6 +70,7 @@ class CellSettings:
     weight_decay: float | None = None
     device: str | None = None
     workers: int | None = None
+    threads: int | None = None  # CPU threads of each child; None: the study's share, else the default
     root: str | None = None
     trust_local: bool = False
     c_root: str | None = None
@@ -161,7 +163,7 @@ def _check_value(source: Path | None, where: str, key: str, value: Any) -> Any:
         if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
             raise _err(source, f"{where}.{key} must be a list of strings, got {value!r}")
         value = tuple(str(v) for v in value)
-    if key in ("epochs", "batch_size") and value <= 0:
+    if key in ("epochs", "batch_size", "threads") and value <= 0:
         raise _err(source, f"{where}.{key} must be positive, got {value}")
     if key in ("lr",) and not value > 0:
         raise _err(source, f"{where}.{key} must be positive, got {value}")

@@ -58,13 +58,15 @@ class TrainConfig:
     compile: bool | None = None
     # overrides of the recipe (momentum, schedule, milestones, label_smoothing, ...)
     hparams: dict[str, Any] = field(default_factory=dict)
+    # experiment trackers mirroring metrics.jsonl (cifarb.train.trackers): "tensorboard,mlflow,wandb"
+    log: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 # Settings that may differ when resuming: where and how the run executes, not what it computes.
-RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval"})
+RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "log"})
 
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict[str, Any]": (dict,)}
 

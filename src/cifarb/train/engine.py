@@ -538,6 +538,9 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
                     folder.rmdir()
             raise
     ddp.barrier(info)
+    from cifarb.train.trackers import open_trackers  # imports a tracker library only when --log names it
+
+    tracker = open_trackers(cfg.log.split(",") if cfg.log and info.is_main else (), rundir.path, config=cfg.to_dict())
 
     epochs = int(cfg.epochs or 0)
     for epoch in range(start_epoch, epochs):
@@ -558,6 +561,7 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
             # checkpoint first: a metrics line always has its checkpoint (the history travels inside it)
             rundir.save_checkpoint(trainer.state_dict(epoch + 1, history, elapsed), "last.pt")
             rundir.append_metrics(record)
+            tracker.log_epoch(record)
         _log(
             p,
             f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}, "
@@ -573,6 +577,8 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
         _log(p, f"{rundir.path} is complete ({epochs} epochs, evaluated); nothing to do")
     elif cfg.eval and info.is_main:
         result.eval_result = final_eval(p, trainer)
+        tracker.log_result(result.eval_result)
+    tracker.close()
     ddp.barrier(info)
     return result
 
