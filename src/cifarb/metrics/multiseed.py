@@ -31,14 +31,6 @@ from cifarb.metrics.core import CI_METRICS, _check_settings, prepare_arrays, see
 _CHUNK = 4_000_000
 
 
-def _debiased(n: np.ndarray, k: np.ndarray, min_cell_size: int) -> np.ndarray | None:
-    """The debiased MacroStd from the metrics engine when this build has it, else None."""
-    fn = getattr(E, "macro_std_debiased", None)
-    if fn is None:
-        return None
-    return np.asarray(fn(n, k, min_cell_size=min_cell_size))
-
-
 class _Seed:
     """One seed pair, its images sorted by cell, ready for resampling."""
 
@@ -80,9 +72,6 @@ def _metrics(n: np.ndarray, k: np.ndarray, null: float, opts: dict[str, int]) ->
     m = E.scalar_metrics(n, k, **opts)
     out = {name: np.asarray(m[name], dtype=np.float64) for name in CI_METRICS if name in m}
     out["macro_std_excess"] = out["macro_std"] - null
-    deb = _debiased(n, k, opts["min_cell_size"])
-    if deb is not None:
-        out["macro_std_debiased"] = deb.astype(np.float64)
     return out
 
 
@@ -90,9 +79,10 @@ def _basic_or_percentile(name: str, point: float, samples: np.ndarray) -> list[f
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
         return None
-    lo, hi = np.quantile(samples, [0.025, 0.975])
-    if name == "macro_std_debiased":  # clipped at 0 per class: the basic interval corrects its bias
-        lo, hi = 2 * point - hi, 2 * point - lo
+    if name == "macro_std_debiased":  # clipped at 0 per class: the basic interval cancels its bias
+        lo, hi = E.basic_ci(samples, point)
+    else:
+        lo, hi = E.percentile_ci(samples)
     return [float(lo), float(hi)]
 
 
