@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--kinds", default="fastnet,flow-small", help="what to time: fastnet, flow-small")
     ap.add_argument("--child", nargs=3, metavar=("KIND", "THREADS", "STEPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -73,7 +74,7 @@ def main() -> None:
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[0]
     print(f"{os.cpu_count()} cores, load average {load} at start; steps per measurement {args.steps}")
-    for kind in ("fastnet", "flow-small"):
+    for kind in args.kinds.split(","):
         speeds: dict[int, list[float]] = {t: [] for t in counts}
         for _ in range(args.rounds):
             for t in counts:
