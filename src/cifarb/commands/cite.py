@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cite",
         help="print BibTeX for the paper, CIFAR, CIFAR-C, CIFAR-10.1 and the models used",
         description="Print BibTeX entries. Without arguments: the paper (CIFAR10-B/CIFAR100-B, MacroStd, "
-        "FlowAug), CIFAR, CIFAR-10-C/100-C, CIFAR-10.1, ResNet and the pretrained zoo weights, Wide ResNet, "
-        "airbench (fastnet), torchvision's ImageNet weights, and cifarb itself (also in CITATION.cff).",
+        "FlowAug), CIFAR, CIFAR-10-C/100-C, CIFAR-10.1, ResNet and the pretrained zoo weights, airbench "
+        "(fastnet), torchvision's ImageNet weights, and cifarb itself (also in CITATION.cff). Architecture "
+        "names add theirs: `cifarb cite wrn28_10` adds Wide ResNet.",
         epilog="Examples: `cifarb cite`, `cifarb cite mixup flowaug` (methods add their papers), "
         "`cifarb cite --list`, `cifarb cite --all > refs.bib`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
