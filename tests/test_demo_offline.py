@@ -63,6 +63,7 @@ def test_demo_offline_table_and_self_contained_report(no_network, tmp_path, caps
     assert re.search(r"^resnet20 \(bundled\): rank \d+ of 31 by accuracy", printed, re.M), printed
     assert "paired comparison: resnet20 (bundled) - " in printed and "1,017 images" in printed
     assert "Among 30 published CIFAR-10 classifiers" in html and html.count("data:image/png;base64,") >= 3
+    assert "<pre>" not in html and "<td>MacroStd</td>" in html  # the summary is an HTML table
 
 
 def test_demo_refuses_a_file_as_out(tmp_path, capsys):

@@ -193,11 +193,18 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_page_is_self_contained(report_page: Path) -> None:
     html = report_page.read_text()
     assert _external_refs(html) == [] and "<script" not in html
-    assert html.count("<img ") == 2 + 1 + 2  # heatmaps, scatter, severity curves
+    # scatter, severity overlay, 2 per-method severity curves, 2 mean heatmaps, 2 a_cg - m_c, 1 vs baseline
+    assert html.count("<img ") == 1 + 1 + 2 + 2 + 2 + 1
     assert "Left out (never averaged in)" in html and "broken-truncated-result" in html
-    for needle in ("Summary over seeds", "macro_std_excess", "Rank correlation across runs", "Corruption severity",
-                   "Class × subgroup accuracy per run"):
+    for needle in ("Summary over seeds", "macro_std_excess", "Rank correlation across runs",
+                   "Discrepancy and accuracy by corruption severity", "Class × subgroup accuracy per method",
+                   "Cell accuracy minus class accuracy", "Difference from the baseline (standard)", "Provenance",
+                   "Each method vs the baseline (standard)"):
         assert needle in html
+    titles = re.findall(r"<h2>([^<]*)</h2>", html)
+    assert len(titles) == len(set(titles))  # unique section titles
+    assert "Class × subgroup accuracy per run" not in html  # per-run heatmaps only with --per-run-heatmaps
+    assert "<pre>" not in html and "white-space: nowrap" in html
     sizes = [_png_size(base64.b64decode(b)) for b in re.findall(r'base64,([^"]+)"', html)]
     assert all(w > 300 and h > 200 for w, h in sizes)
 
@@ -210,7 +217,7 @@ def test_report_renders_in_chromium_without_console_errors(chromium: _Chromium, 
     w, h = shot.size
     assert w >= 1000 and h > 3000  # the whole page: tables, scatter, severity curves, heatmaps
     assert np.asarray(shot).std() > 20  # not a blank page
-    assert n_decoded == 5  # every inline image decoded and laid out
+    assert n_decoded == 9  # every inline image decoded and laid out
     (report_page.parent / "report.png").write_bytes(png)
 
 
@@ -220,3 +227,38 @@ def test_chromium_check_catches_errors(chromium: _Chromium, tmp_path: Path) -> N
     bad.write_text('<!DOCTYPE html><html><body><img src="missing.png"><script>throw new Error("kaput")</script></body></html>')
     _, errors, _ = chromium.render(bad.as_uri())
     assert any("ERR_FILE_NOT_FOUND" in e for e in errors) and any("Uncaught" in e for e in errors)
+
+
+def test_per_run_heatmaps_flag_and_figure_export(tmp_path: Path) -> None:
+    from cifarb.cli import main
+
+    page, figs = tmp_path / "r.html", tmp_path / "figs"
+    run = FIXTURES / "cifar10-fastnet-standard-s0"  # one run keeps this cheap; the page test has two methods
+    assert main(["report", str(run), "--html", str(page), "--no-progress", "--per-run-heatmaps",
+                 "--figures", str(figs), "--bootstrap", "0", "--compare-bootstrap", "0"]) == 0
+    html = page.read_text()
+    # scatter, severity overlay and curves, mean heatmap, a_cg - m_c, and the per-run heatmap
+    assert "Class × subgroup accuracy per run" in html and html.count("<img ") == 6
+    names = sorted(p.name for p in figs.iterdir())
+    assert "heatmap_standard.pdf" in names and "deviation_standard.svg" in names
+    assert "run_cifar10-fastnet-standard-s0.pdf" in names and "severity_overlay.svg" in names
+    assert len(names) == 2 * 6  # every figure of the page, as PDF and SVG
+    for p in figs.iterdir():
+        data = p.read_bytes()
+        assert data.startswith(b"%PDF") if p.suffix == ".pdf" else b"<svg" in data[:2000]
+    assert main(["report", str(run), "--figures", str(figs), "--figure-formats", "gif"]) == 2
+
+
+def test_diverging_heatmaps_show_deviation_and_difference() -> None:
+    from cifarb.report.figures import deviation_heatmap_png, difference_heatmap_png, mean_result
+
+    other = json.loads((FIXTURES / "cifar10-fastnet-mixup-s1" / "eval" / "cifar10-b.json").read_text())
+    mean = mean_result([RESULT, other])
+    cells = {(c["class"], c["subgroup"]): c for c in mean["cells"]}
+    for c in RESULT["cells"]:
+        o = next((x for x in other["cells"] if (x["class"], x["subgroup"]) == (c["class"], c["subgroup"])), None)
+        want = c["accuracy"] if o is None else (c["accuracy"] + o["accuracy"]) / 2
+        assert cells[(c["class"], c["subgroup"])]["accuracy"] == pytest.approx(want)
+    for png in (deviation_heatmap_png(mean), difference_heatmap_png(mean, RESULT)):
+        w, h = _png_size(png)
+        assert w > 400 and h > 300

@@ -200,6 +200,27 @@ _ENTRIES = (
   eprint    = {2101.03697},
   archivePrefix = {arXiv}
 }"""),
+    Citation("jordan2024airbench", "airbench, the fast CIFAR-10 recipe fastnet follows", """\
+@article{jordan2024airbench,
+  author  = {Jordan, Keller},
+  title   = {94\\% on {CIFAR-10} in 3.29 Seconds on a Single {GPU}},
+  journal = {arXiv preprint arXiv:2404.00498},
+  year    = {2024}
+}"""),
+    Citation("torchvision2016", "torchvision and its ImageNet weights (resnet18_imagenet, resnet50_imagenet)", """\
+@misc{torchvision2016,
+  author       = {{TorchVision maintainers and contributors}},
+  title        = {{TorchVision}: {PyTorch}'s Computer Vision library},
+  howpublished = {\\url{https://github.com/pytorch/vision}},
+  year         = {2016}
+}"""),
+    Citation("cifarb", "cifarb itself (this software; see CITATION.cff)", """\
+@misc{cifarb,
+  author       = {{cifarb developers}},
+  title        = {cifarb: subgroup discrepancy evaluation and training on {CIFAR10-B} / {CIFAR100-B}},
+  howpublished = {Python package, version 0.1.0},
+  year         = {2026}
+}"""),
 )
 
 CITATIONS: dict[str, Citation] = {c.key: c for c in _ENTRIES}
@@ -213,6 +234,9 @@ DEFAULT_KEYS: tuple[str, ...] = (
     "recht2019imagenet",
     "he2016resnet",
     "idelbayev2018resnet",
+    "jordan2024airbench",
+    "torchvision2016",
+    "cifarb",
 )
 
 # Augmentation / method name -> what to cite when a run used it.
@@ -225,6 +249,16 @@ METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "mixup": ("zhang2018mixup",),
     "cutmix": ("yun2019cutmix",),
     "cutout": ("devries2017cutout",),
+}
+
+# Architecture name (`--arch`) -> what to cite when a run used it. zagoruyko2016wide's entry ships
+# with the reference-model cards (cifarb/reference/cards.json), so `cifarb cite` resolves it there.
+ARCH_KEYS: dict[str, tuple[str, ...]] = {
+    "wrn28_10": ("zagoruyko2016wide",),
+    "fastnet": ("jordan2024airbench",),
+    "resnet18": ("he2016resnet",),
+    "resnet18_imagenet": ("he2016resnet", "torchvision2016"),
+    "resnet50_imagenet": ("he2016resnet", "torchvision2016"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "compare",
     "cite",
     "convert-checkpoint",
+    "completion",
 )
 
 EPILOG = """\
@@ -39,8 +41,33 @@ Run `cifarb COMMAND --help` for the flags of one command.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with did-you-mean suggestions for mistyped commands, choices and flags."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from cifarb.errors import did_you_mean
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            message += did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown.group(1).startswith("--"):
+            message += did_you_mean(unknown.group(1), sorted(_option_strings(self)))
+        super().error(message)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --flag of a parser and its sub-commands."""
+    out = {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cifarb",
         description="Measure and reduce subgroup discrepancy (MacroStd) of CIFAR classifiers on "
         "CIFAR10-B / CIFAR100-B, CIFAR-10-C / CIFAR-100-C and CIFAR-10.1.",

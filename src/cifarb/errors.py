@@ -16,3 +16,11 @@ class UsageError(CifarbError):
     """A usage error (conflicting or invalid flags): exit status 2, like argparse."""
 
     exit_code = 2
+
+
+def did_you_mean(name: str, options: object) -> str:
+    """" (did you mean 'x'?)" for the closest of `options` to a mistyped `name`, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).lower(), [str(o) for o in options], n=1, cutoff=0.6)  # type: ignore[attr-defined]
+    return f" (did you mean {close[0]!r}?)" if close else ""

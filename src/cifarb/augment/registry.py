@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cifarb.errors import CifarbError
+from cifarb.errors import CifarbError, did_you_mean
 
 __all__ = ["register_augmentation", "get_factory", "available", "check_options", "LAZY", "GLOBAL_OPTIONS"]
 
@@ -59,7 +59,8 @@ def get_factory(name: str) -> Callable[..., Any]:
         raise CifarbError(f"augmentation {name!r} is not available: {exc}") from exc
     if name not in _REGISTRY:
         raise CifarbError(
-            f"unknown augmentation {name!r}; choose from: {', '.join(available())} (join with '+')"
+            f"unknown augmentation {name!r}{did_you_mean(name, available())}; choose from: {', '.join(available())} "
+            "(join with '+')"
         )
     return _REGISTRY[name].factory
 

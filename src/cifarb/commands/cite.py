@@ -10,7 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cite",
         help="print BibTeX for the paper, CIFAR, CIFAR-C, CIFAR-10.1 and the models used",
         description="Print BibTeX entries. Without arguments: the paper (CIFAR10-B/CIFAR100-B, MacroStd, "
-        "FlowAug), CIFAR, CIFAR-10-C/100-C, CIFAR-10.1, ResNet and the pretrained zoo weights.",
+        "FlowAug), CIFAR, CIFAR-10-C/100-C, CIFAR-10.1, ResNet and the pretrained zoo weights, airbench "
+        "(fastnet), torchvision's ImageNet weights, and cifarb itself (also in CITATION.cff). Architecture "
+        "names add theirs: `cifarb cite wrn28_10` adds Wide ResNet.",
         epilog="Examples: `cifarb cite`, `cifarb cite mixup flowaug` (methods add their papers), "
         "`cifarb cite --list`, `cifarb cite --all > refs.bib`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifarb.citations import CITATIONS, DEFAULT_KEYS, METHOD_KEYS
+    from cifarb.citations import ARCH_KEYS, CITATIONS, DEFAULT_KEYS, METHOD_KEYS
     from cifarb.errors import UsageError
     from cifarb.models.zoo import ZOO
     from cifarb.reference.bundle import load_reference
@@ -62,13 +64,15 @@ def run(args: argparse.Namespace) -> int:
             keys.extend(k for n in ref.names for k in ref.cards[n].citations)
         elif low in METHOD_KEYS:
             keys.extend(METHOD_KEYS[low])
+        elif low in ARCH_KEYS:
+            keys.extend(ARCH_KEYS[low])
         elif low in ZOO:
             keys.extend(ZOO[low].citations)
         else:
             raise UsageError(
                 f"unknown citation {name!r}; use a key ({', '.join(CITATIONS)}), an augmentation "
-                f"({', '.join(METHOD_KEYS)}), a zoo model ({', '.join(ZOO)}) or a reference model; "
-                "`cifarb cite --list` lists the keys"
+                f"({', '.join(METHOD_KEYS)}), an architecture ({', '.join(ARCH_KEYS)}), a zoo model "
+                f"({', '.join(ZOO)}) or a reference model; `cifarb cite --list` lists the keys"
             )
     print(entries(keys), end="")
     return 0

@@ -104,12 +104,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a set previously generated in the same folder (never official files)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(parser, "generation (OpenCV and BLAS threads)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # heavy imports only here: numpy, scipy, OpenCV, Pillow, scikit-image (never torch)
     from pathlib import Path
+
+    from cifarb._threads import apply_threads
+
+    apply_threads(args.threads, torch_too=False)
 
     from cifarb.data.corruptions import _makec
     from cifarb.data.readers import load_cifar

@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     if name not in SOURCES and name not in ("cifar10.1-v6", "cifar10.1-v4"):
         card = _zoo_card(name)
         if card is None:
-            raise CifarbError(f"unknown name {args.name!r}; datasets: {DATA_NAMES}; zoo models: {ZOO_NAMES}")
+            from cifarb.errors import did_you_mean
+
+            known = [*SOURCES, *(z.strip() for z in ZOO_NAMES.split(","))]
+            raise CifarbError(f"unknown name {args.name!r}{did_you_mean(name, known)}; datasets: {DATA_NAMES}; "
+                              f"zoo models: {ZOO_NAMES}")
         if args.version:
             raise CifarbError("--version applies to cifar10.1 only")
         return {"fetch": _zoo_fetch, "verify": _zoo_verify, "where": _zoo_where}[args.data_action](card, args)
@@ -96,7 +100,24 @@ def _where(source: Any, args: argparse.Namespace) -> int:
     from cifarb.data.root import resolve_root
 
     sys.stdout.write(where_text(source, resolve_root(args.root)))
+    if any(f.size is None for f in source.files):
+        print("# SIZE '-': the source publishes no size for that extracted file; its checksum is what is checked")
     return 0
+
+
+def _verify_summary(checks: list[Any], name: str) -> list[str]:
+    """The summary line after the per-file lines, and what to do about mismatches."""
+    counts = {s: sum(c.status == s for c in checks) for s in ("OK", "MISMATCH", "MISSING")}
+    lines = [f"{name}: {len(checks)} files, " + ", ".join(f"{v} {k}" for k, v in counts.items())
+             + (" (verified)" if counts["OK"] == len(checks) else "")]
+    if counts["MISMATCH"]:
+        lines.append(f"hint: MISMATCH files are not the official ones. A prefix set (the first images of the test "
+                     f"set, such as ../shared/data) or another local copy is read by eval/train/make-c only with "
+                     f"--trust-local, and results then say data_verified: false; to get the official files: "
+                     f"cifarb data fetch {name}")
+    if counts["MISSING"]:
+        lines.append(f"hint: fetch the missing files with `cifarb data fetch {name}` (or see `cifarb data where {name}`)")
+    return lines
 
 
 def _verify(source: Any, args: argparse.Namespace) -> int:
@@ -106,6 +127,8 @@ def _verify(source: Any, args: argparse.Namespace) -> int:
     checks = verify_source(source, resolve_root(args.root))
     for c in checks:
         print(c.line())
+    for line in _verify_summary(checks, source.name):  # stderr: stdout stays one line per file
+        print(line, file=sys.stderr)
     return 0 if all(c.ok for c in checks) else 1
 
 

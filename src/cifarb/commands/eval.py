@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--std", type=float_triple, metavar="R,G,B", help="input normalisation std")
     parser.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, help="evaluation set")
     add_root_args(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON (the DESIGN.md contract) here")
+    parser.add_argument("--json", metavar="FILE", help="write the result JSON (schema: cifarb/schemas/result.schema.json) here")
     parser.add_argument("--out", metavar="RUNDIR", help="write eval/ and predictions/ into this run directory "
                         "(a new or empty folder, or the run directory given as --model)")
     parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="default 256")
@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CIFAR-10.1 version (default v6)")
     parser.add_argument("--save-logits", action="store_true", help="also store logits in the predictions file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(parser, "evaluation (torch intra-op threads)")
     parser.set_defaults(func=run)
 
 
@@ -88,7 +91,10 @@ def _check_out(out: Path, model_spec: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifarb._threads import apply_threads
     from cifarb.errors import UsageError
+
+    apply_threads(args.threads)
 
     if args.json is not None and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a directory; give a file path")

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are also off when stderr is not a terminal)")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(p, "flow training (torch intra-op threads)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("sample", help="draw images from a flow into a PNG grid",
@@ -73,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="GRID.png", help="output PNG file")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--scale", type=positive_int, default=2, help="upscale factor of the PNG (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.set_defaults(func=run_sample)
 
     p = sub.add_parser("encode", help="write the global and local latents of a dataset split to .npz",
@@ -86,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_root_args(p)
     p.add_argument("--out", required=True, metavar="LATENTS.npz", help="output .npz file")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="batch size (default 256)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run_encode)
 
@@ -94,7 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cifarb._threads import apply_threads
     from cifarb.errors import UsageError
+
+    apply_threads(args.threads)
     from cifarb.flows.configs import load_config
     from cifarb.flows.train import prepare_run, train_flow
     from cifarb.runs import default_run_name
@@ -120,6 +126,8 @@ def _device(name: str) -> str:
 
     from cifarb.errors import UsageError
 
+    if name == "auto":  # the same default as train, eval and flow train
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
     return name
@@ -134,8 +142,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a directory; give a PNG file path")
-    loaded = load_flow(args.flow, device=_device(args.device))
-    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    device = _device(args.device)
+    loaded = load_flow(args.flow, device=device)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
     with torch.no_grad():
         images = loaded.model.sample(args.n, args.temperature, gen).cpu()
     ncol = math.ceil(math.sqrt(args.n))
@@ -160,7 +169,8 @@ def run_encode(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a directory; give an .npz file path")
-    loaded = load_flow(args.flow, device=_device(args.device))
+    device = _device(args.device)
+    loaded = load_flow(args.flow, device=device)
     data = load_cifar(args.dataset, args.split, args.root, args.trust_local)
     images = nhwc_to_tensor(data.images)
     zs, es = [], []
@@ -168,7 +178,7 @@ def run_encode(args: argparse.Namespace) -> int:
                disable=not (args.progress and sys.stderr.isatty()))
     with torch.no_grad():
         for i in range(0, len(images), args.batch_size):
-            z, eps = loaded.model.encode(images[i : i + args.batch_size].to(args.device))
+            z, eps = loaded.model.encode(images[i : i + args.batch_size].to(device))
             zs.append(z.cpu().numpy())
             es.append(eps.cpu().numpy())
             bar.update(min(args.batch_size, len(images) - i))

@@ -16,11 +16,11 @@ N_OFFICIAL = 10_000
 
 FORMATS_HELP = """\
 Predictions files:
-  .npy      exactly 10,000 integer class ids in official test order
-  .npz      the same array under the key "predictions"
-  .csv      header with columns index,prediction (extra columns are ignored); any subset of the
-  .parquet  test set; index = 0-based official test index, prediction = class id or official
-            class name (e.g. "airplane", "aquarium_fish")
+  .npy             exactly 10,000 integer class ids in official test order
+  .npz             the same array under the key "predictions"
+  .csv or .parquet any subset of the test set, with a header naming the columns index,prediction
+                   (extra columns are ignored): index = 0-based official test index,
+                   prediction = class id or official class name (e.g. "airplane", "aquarium_fish")
 Labels and background-colour subgroups come from the CIFAR-B labels bundled with cifarb, so no
 images are read (and data_verified is true). The JSON follows the result contract
 (cifarb/schemas/result.schema.json); provenance.model is the predictions file and its sha256.
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metrics",
         help="subgroup metrics (MacroStd, worst cell, CIs) of a predictions file; no images needed",
         description="Compute accuracy, MacroStd with its noise floor, worst-cell and worst-subgroup accuracy "
-        "and stratified bootstrap 95%% CIs for predictions on the CIFAR10-B / CIFAR100-B test set.",
+        "and stratified bootstrap 95% CIs for predictions on the CIFAR10-B / CIFAR100-B test set.",
         epilog=FORMATS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -153,8 +153,7 @@ def _from_table(df: Any, path: Path, class_names: list[str]) -> tuple[np.ndarray
 
 
 def read_predictions(path: Path | str, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(official test indices, predicted class ids) from a predictions file in one of the DESIGN.md forms."""
-
+    """(official test indices, predicted class ids) from a predictions file in one of the documented forms (docs/evaluation.md)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv", ".parquet"):

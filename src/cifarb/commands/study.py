@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--submitit-cluster", choices=("slurm", "local", "debug"), default="slurm",
         help="with --launcher slurm: submitit's cluster; local/debug run the Slurm code path without Slurm",
     )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N",
+        help="CPU threads of each cell's train/eval process (default: the config's threads, else the cores "
+        "shared out over --jobs when several cells run at once, else each command's own default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -68,6 +73,42 @@ def _describe(plan) -> str:  # noqa: ANN001 - CellPlan, imported lazily
     return ", ".join([s for s in [steps] if s] + evals) or "nothing"
 
 
+STUDY_INFO = "_study.json"
+
+
+def _share_threads(config, threads: int | None, jobs: int, launcher: str):  # noqa: ANN001, ANN202
+    """The config with each cell's thread count filled in: --threads, else the config's, else a share."""
+    from dataclasses import replace
+
+    from cifarb._threads import available_cores, study_share
+
+    share, note = None, ""
+    if threads is not None:
+        share, note = threads, f"threads per cell: {threads} (--threads)"
+    elif launcher == "local" and jobs > 1:
+        share = study_share(jobs)
+        note = f"threads per cell: {share} ({available_cores()} cores shared by {jobs} cells at a time)"
+    if share is None:
+        return config, note
+    cells = tuple(
+        replace(c, settings=replace(c.settings, threads=threads if threads is not None else c.settings.threads or share))
+        for c in config.cells
+    )
+    return replace(config, cells=cells), note
+
+
+def _write_study_info(config) -> None:  # noqa: ANN001 - StudyConfig, imported lazily
+    """<out>/_study.json: the study's name and baseline, which `cifarb report` reads."""
+    from cifarb._atomic import atomic_write_json
+    from cifarb.errors import CifarbError
+
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config.out / STUDY_INFO, config.describe())
+    except OSError as exc:
+        raise CifarbError(f"cannot write {config.out / STUDY_INFO}: {exc.strerror}; choose another --out") from None
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -77,13 +118,18 @@ def run(args: argparse.Namespace) -> int:
     from cifarb.study.runner import plan_study, run_study
 
     config = load_config(args.config, out=args.out)
+    jobs = args.jobs if args.jobs is not None else (1 if args.launcher == "local" else 0)
+    config, threads_note = _share_threads(config, args.threads, jobs, args.launcher)
     plans = plan_study(config)
     counts: dict[str, int] = {}
     for p in plans:
         counts[p.state] = counts.get(p.state, 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
     print(f"study {config.name}: {len(plans)} cells in {config.out} ({summary})")
+    if threads_note:
+        print(threads_note)
     if args.dry_run:
+        print(f"baseline (what the report compares every method with): {config.baseline}")
         width = max(len(p.name) for p in plans)
         left_out: dict[str, int] = {}
         for p in plans:
@@ -97,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"left out in {n} cell(s): {reason}")
         return 0
 
+    _write_study_info(config)
+
     def report(outcome) -> None:  # noqa: ANN001 - CellOutcome
         if outcome.skipped:
             return
@@ -108,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM (kill, a scheduler ending the driver) stops the children like Ctrl-C does.
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
-    jobs = args.jobs if args.jobs is not None else (1 if args.launcher == "local" else 0)
     try:
         outcomes = run_study(
             config,

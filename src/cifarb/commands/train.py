@@ -124,18 +124,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("--flowaug-tau", type=positive_float, metavar="T", help="latent temperature (default 1.0)")
     flow.add_argument("--flowaug-mode", choices=("online", "offline"), help="default online")
     flow.add_argument("--flowaug-swap", choices=("any", "class"), help="default any")
+    from cifarb._threads import add_threads_arg
+
+    add_threads_arg(p, "training (torch intra-op threads)")
+    p.add_argument("--log", metavar="TRACKERS",
+                   help="mirror metrics.jsonl and the final result to tensorboard, mlflow and/or wandb "
+                   "(comma-separated; optional extras, written locally: RUNDIR/tensorboard, RUNDIR/mlruns "
+                   "or $MLFLOW_TRACKING_URI, wandb offline in RUNDIR/wandb)")
     p.set_defaults(func=run)
 
 
 _FIELDS = (
     "dataset", "arch", "aug", "epochs", "seed", "out", "resume", "root", "trust_local", "batch_size", "lr",
     "weight_decay", "device", "workers", "image_size", "pretrained", "augmix_jsd", "limit_train", "eval",
-    "amp", "compile", "progress", "flow", "flowaug_p", "flowaug_tau", "flowaug_mode", "flowaug_swap",
+    "amp", "compile", "progress", "flow", "flowaug_p", "flowaug_tau", "flowaug_mode", "flowaug_swap", "log",
 )
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifarb._threads import apply_threads
     from cifarb.train.config import build_config, load_config_file
+
+    apply_threads(args.threads)
+    if args.log:
+        from cifarb.train.trackers import check_installed, parse_log
+
+        names = parse_log(args.log)
+        check_installed(names)  # unknown or missing trackers fail before anything is written
+        args.log = ",".join(names)
     from cifarb.train.engine import run as run_training
 
     cli = {name: getattr(args, name) for name in _FIELDS}

@@ -1,7 +1,7 @@
 """The bundled demo sample: the first 1,017 real CIFAR-10 test images, usable fully offline.
 
 The images are pixel-identical to the official test prefix. `verified` is False because the slice cannot
-be checked against the published checksums of the full test set (DESIGN.md: `data_verified` is true only
+be checked against the published checksums of the full test set (docs/data.md: `data_verified` is true only
 for files matching those); instead every load checks the bundled file against its recorded sha256 and
 its labels against the official test labels, so its CIFAR10-B subgroups are exact.
 """

@@ -106,7 +106,7 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
     from cifarb.data.sample import load_demo_sample
     from cifarb.eval.evaluate import evaluate_imageset
     from cifarb.eval.table import ci_text, eval_text, pct
-    from cifarb.metrics.table import summary_lines
+    from cifarb.metrics.table import summary_rows
     from cifarb.models.zoo import resolve_model
     from cifarb.report import Figure, Section, heatmap_png, render_html, table_html
 
@@ -145,7 +145,7 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
         Section("Summary", paragraphs=[
             f"{result['n_images']:,} of the {result['n_official']:,} CIFAR-10 test images; 95 % intervals in "
             "brackets; values in percent.",
-        ], preformatted="\n".join(summary_lines(result)), warnings=[
+        ], html=table_html(["metric", "value %", "95% CI", "note"], summary_rows(result)), warnings=[
             "1,017 images are a small sample: many cells hold only a few images, so MacroStd carries a large "
             "noise floor (the MacroStd expected with no subgroup effect at all). Read the excess over that "
             "floor, and the 95 % bootstrap intervals, not MacroStd alone.",

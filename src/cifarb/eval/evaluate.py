@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch and pandas are imported only when work is done
     from cifarb.models.zoo import LoadedModel
     from cifarb.runs import RunDir
 
-# evaluation names (DESIGN.md) -> (training dataset, kind)
+# evaluation names (docs/data.md) -> (training dataset, kind)
 EVAL_DATASETS: dict[str, tuple[str, str]] = {
     "cifar10-b": ("cifar10", "b"),
     "cifar100-b": ("cifar100", "b"),
@@ -331,7 +331,7 @@ def evaluate(
     save_logits: bool = False,
     data: ImageSet | CorruptionSet | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on an evaluation dataset and return the result JSON (DESIGN.md contract).
+    """Evaluate `model` on an evaluation dataset and return the result JSON (cifarb/schemas/result.schema.json).
 
     With `rundir`, also writes `eval/<name>.json` and `predictions/<name>.parquet` there, where `name`
     is the result's `dataset` (e.g. `cifar10-c-local` for a generated corruption set), and appends an

@@ -45,6 +45,17 @@ def headline(result: Mapping[str, Any], model: str | None = None) -> str:
             f"images, data {verified}")
 
 
+def summary_line(result: Mapping[str, Any]) -> str:
+    """One line in the units `eval` prints: accuracy and MacroStd in percent, the excess in points."""
+    text = f"{result['dataset']}: accuracy {pct(result.get('accuracy'))} %"
+    if result.get("macro_std") is not None:
+        text += f", MacroStd {pct(result['macro_std'])} %"
+        ex = result.get("macro_std_excess")
+        if ex is not None:
+            text += f" (noise floor {pct(result.get('macro_std_null'))} %, excess {100 * ex:+.2f} pp)"
+    return text
+
+
 def corruption_table(result: Mapping[str, Any]) -> str:
     """One row per corruption: accuracy at each severity, then MacroStd and excess averaged over severities."""
     corr = result["corruptions"]

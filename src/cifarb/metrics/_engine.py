@@ -22,7 +22,7 @@ SCALAR_METRICS: tuple[str, ...] = (
     "mean_cell_accuracy",
 )
 
-# the metrics whose CI is required to contain the point estimate (DESIGN.md, confidence intervals)
+# the metrics whose CI is required to contain the point estimate (docs/metrics.md, confidence intervals)
 ACCURACY_TYPE: frozenset[str] = frozenset({"accuracy", "mean_cell_accuracy"})
 
 # replicates x cells per chunk: bounds memory (~8 bytes per entry, a few arrays alive at once)

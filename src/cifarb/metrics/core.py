@@ -241,7 +241,7 @@ class SubgroupMetrics:
         return pd.DataFrame(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The metric part of the result JSON (DESIGN.md result contract), JSON-ready."""
+        """The metric part of the result JSON (the result contract of cifarb/schemas/result.schema.json), JSON-ready."""
 
         def pairs(d: dict[str, Interval | None] | None) -> dict[str, list[float] | None] | None:
             return None if d is None else {key: (None if v is None else [v[0], v[1]]) for key, v in d.items()}
@@ -351,7 +351,7 @@ def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes:
                     subgroup_names: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
                     min_cell_size: int = 1, min_cell_size_worst: int = 10,
                     null_draws: int = 1000, permutations: int = PERMUTATIONS) -> SubgroupMetrics:
-    """All subgroup metrics of DESIGN.md for one prediction set, with seeded stratified bootstrap CIs.
+    """All subgroup metrics of docs/metrics.md for one prediction set, with seeded stratified bootstrap CIs.
 
     labels, predictions, subgroups: 1-D integer ids, one per sample (any dataset). `n_classes` /
     `n_subgroups` default to the number of names, else to the largest id + 1. `bootstrap` resamples

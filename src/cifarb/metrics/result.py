@@ -1,4 +1,4 @@
-"""The result JSON of DESIGN.md: assembly, corruption averaging, and validation against the shipped schema."""
+"""The result JSON (cifarb/schemas/result.schema.json): assembly, corruption averaging, and validation against the shipped schema."""
 
 from __future__ import annotations
 

@@ -25,6 +25,16 @@ def _worst_cells(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def summary_lines(result: Mapping[str, Any]) -> list[str]:
     """The headline metrics: accuracy, MacroStd with noise floor and excess, worst cell and subgroup."""
+    return [f"{name:<19}{_pct(value)} %  {_ci(interval):<17} {note}".rstrip()
+            for name, value, interval, note in _summary(result)]
+
+
+def summary_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    """The same headline metrics as table rows (metric, percent, 95% CI, note), e.g. for an HTML table."""
+    return [[name, _pct(value).strip(), _ci(interval), note] for name, value, interval, note in _summary(result)]
+
+
+def _summary(result: Mapping[str, Any]) -> list[tuple[str, float | None, Any, str]]:
     ci = result.get("ci95") or {}
     rows = [("accuracy", result.get("accuracy"), ci.get("accuracy"), "")]
     if result.get("macro_std") is not None:
@@ -34,7 +44,10 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
         k = (result.get("settings") or {}).get("min_cell_size_worst")
         cells = _worst_cells(result)
         where = ", ".join(f"{c['class']} / {c['subgroup']} (n={c['n']})" for c in cells[:3])
-        note = where if cells else f"no cell has >= {k} images"
+        if result.get("corruptions"):  # -C: the top level is a mean over pairs, not one set of cells
+            note = "mean over corruption x severity pairs of each pair's worst cell"
+        else:
+            note = where if cells else f"no cell has >= {k} images"
         rows.append(("worst cell", result.get("worst_cell_accuracy"), ci.get("worst_cell_accuracy"), note))
         sub = result.get("subgroup_accuracy") or {}
         defined = {name: v for name, v in sub.items() if v is not None}
@@ -43,8 +56,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
                      worst_sub))
         rows.append(("subgroup gap", result.get("subgroup_gap"), ci.get("subgroup_gap"), "max - min subgroup"))
         rows.append(("mean cell accuracy", result.get("mean_cell_accuracy"), ci.get("mean_cell_accuracy"), ""))
-    return [f"{name:<19}{_pct(value)} %  {_ci(interval):<17} {note}".rstrip()
-            for name, value, interval, note in rows]
+    return rows
 
 
 def subgroup_lines(result: Mapping[str, Any]) -> list[str]:

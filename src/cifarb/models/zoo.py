@@ -2,7 +2,7 @@
 
 Importing this module is cheap (no torch); `resolve_model` imports torch when it loads weights.
 
-A SPEC is one of (DESIGN.md, Model SPEC):
+A SPEC is one of (docs/evaluation.md, model SPEC):
 - a zoo name (`resnet20|32|44|56|110`): ResNet20 is bundled; the others are looked up in each folder of
   `$CIFARB_MODELS`, then in `<cache>/models/`, under their original file names, and checked by sha256;
 - a checkpoint file (`.th/.pt/.pth` torch file, read weights-only, or `.safetensors`) plus `--arch`; a file whose sha256

@@ -213,6 +213,13 @@ def expand_paths(paths: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
     notes: list[str] = []
     for p in map(Path, paths):
         is_run = (p / "manifest.json").exists() or (p / "eval").is_dir()
+        # `report runs/study/*` also names the study's _logs/, _submitit/, _study.json and report files
+        if not is_run and p.name.startswith(("_", ".")) and p.exists():
+            notes.append(f"{p}: ignored (a study's own {'folder' if p.is_dir() else 'file'}, not a run)")
+            continue
+        if p.is_file():
+            notes.append(f"{p}: ignored (a file, not a run directory)")
+            continue
         if p.is_dir() and not is_run:
             children = sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith(("_", ".")))
             if children:

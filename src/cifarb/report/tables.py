@@ -21,6 +21,7 @@ class Metric:
     label: str  # table header
     digits: int  # decimals when shown in percent
     has_ci: bool = False
+    scale: int = 100  # 100: a fraction shown in percent; 1: shown as is (a p-value)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -28,6 +29,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("macro_std", "b", "macro_std", "MacroStd %", 2, True),
     Metric("macro_std_null", "b", "macro_std_null", "null %", 2),
     Metric("macro_std_excess", "b", "macro_std_excess", "excess %", 2, True),
+    Metric("macro_std_debiased", "b", "macro_std_debiased", "debiased %", 2, True),
+    Metric("p_subgroup_effect", "b", "p_subgroup_effect", "p(effect)", 3, False, 1),
     Metric("worst_cell_accuracy", "b", "worst_cell_accuracy", "worst cell %", 1, True),
     Metric("worst_subgroup_accuracy", "b", "worst_subgroup_accuracy", "worst subgroup %", 1),
     Metric("c_accuracy", "c", "accuracy", "-C acc %", 1),
@@ -120,16 +123,17 @@ def summarize(runs: Sequence[Run]) -> list[Group]:
 
 
 # --- formatting --------------------------------------------------------------------------------------
-def pct(v: float | None, digits: int) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.{digits}f}"
+def pct(v: float | None, digits: int, scale: int = 100) -> str:
+    """Percent text of a fraction (`scale` 1: the value as is); an em dash when missing (older results)."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{scale * v:.{digits}f}"
 
 
-def fmt_stat(s: Stat, digits: int, n_runs: int) -> str:
+def fmt_stat(s: Stat, digits: int, n_runs: int, scale: int = 100) -> str:
     if s.mean is None:
         return "—"
-    text = pct(s.mean, digits)
+    text = pct(s.mean, digits, scale)
     if s.sd is not None:
-        text += f" ± {100 * s.sd:.{digits}f}"
+        text += f" ± {scale * s.sd:.{digits}f}"
     if s.n < n_runs:
         text += f" (n={s.n})"
     return text
@@ -158,6 +162,10 @@ def _columns(runs: Sequence[Run]) -> list[Metric]:
     return [m for m in METRICS if m.kind == "b" or _present(runs, m.kind)]
 
 
+# metrics whose mean bootstrap CI the summary table shows, and its column header
+_SUMMARY_CI = {"macro_std": "MacroStd 95% CI", "macro_std_debiased": "debiased 95% CI"}
+
+
 def summary_table(groups: Sequence[Group]) -> Table:
     """One row per method: mean ± sd over seeds; MacroStd's CI is the mean of the runs' bootstrap CIs."""
     runs = [r for g in groups for r in g.runs]
@@ -165,15 +173,15 @@ def summary_table(groups: Sequence[Group]) -> Table:
     header = ["method", "seeds"]
     for m in cols:
         header.append(m.label)
-        if m.key == "macro_std":
-            header.append("MacroStd 95% CI")
+        if m.key in _SUMMARY_CI:
+            header.append(_SUMMARY_CI[m.key])
     rows = []
     for g in groups:
         row = [g.label, str(len(g.runs))]
         for m in cols:
             s = g.stats[m.key]
-            row.append(fmt_stat(s, m.digits, len(g.runs)))
-            if m.key == "macro_std":
+            row.append(fmt_stat(s, m.digits, len(g.runs), m.scale))
+            if m.key in _SUMMARY_CI:
                 row.append(fmt_ci(s.ci_lo, s.ci_hi, m.digits))
         rows.append(row)
     notes = [
@@ -184,6 +192,8 @@ def summary_table(groups: Sequence[Group]) -> Table:
         "its bootstrap CI is biased upward and often lies above the estimate: read it as a spread.",
         "excess = MacroStd − null, where null is MacroStd's noise floor: its expected value with no "
         "subgroup effect at all, given the cell sizes and class accuracies.",
+        "debiased: MacroStd with each class's binomial noise removed (an estimate of the true MacroStd); "
+        "p(effect): the within-class permutation test of no subgroup effect. — where a result predates them.",
     ]
     if _present(runs, "c"):
         notes.append("-C: mean over all corruption × severity pairs present" + _local_note(runs))
@@ -212,7 +222,7 @@ def runs_table(runs: Sequence[Run], labels: Mapping[tuple[str, str, str], str]) 
         row = [r.name, labels.get(r.group, r.aug), "—" if r.seed is None else str(r.seed),
                f"{b['n_images']}/{b['n_official']}"]
         for m in cols:
-            row.append(pct(vals[m.key], m.digits))
+            row.append(pct(vals[m.key], m.digits, m.scale))
             if m.has_ci:
                 ci = cis.get(m.key)
                 row.append(fmt_ci(*(ci or (None, None)), m.digits))

@@ -1,4 +1,4 @@
-"""Run-directory I/O (the DESIGN.md contract): manifest, metrics.jsonl, atomic checkpoints, eval and predictions."""
+"""Run-directory I/O (the layout documented in docs/training.md): manifest, metrics.jsonl, atomic checkpoints, eval and predictions."""
 
 from cifarb.runs.rundir import RunDir, default_run_name, provenance_info
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from cifarb import __version__
 from cifarb._atomic import atomic_path, atomic_write_json, os_error_message
+from cifarb._threads import threads_info
 from cifarb.errors import CifarbError, UsageError
 from cifarb.runs.lock import FolderLock
 
@@ -85,6 +86,7 @@ def provenance_info() -> dict[str, Any]:
     return {
         "versions": versions,
         "git_commit": _git_commit(),
+        "threads": threads_info(),
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,

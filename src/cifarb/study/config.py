@@ -7,6 +7,7 @@
     archs = ["fastnet"]
     augs = ["standard", "mixup"]
     seeds = [0, 1]
+    baseline = "standard"            # the aug every other is compared with (default: the first)
     epochs = 10                      # optional; any cell setting below may also sit here
     root = "../shared/data"
     trust_local = true
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cifarb.errors import CifarbError
+from cifarb.errors import CifarbError, did_you_mean
 
 TRAIN_DATASETS = ("cifar10", "cifar100")
 # Settings a cell carries; each may be given in [study] (all cells) or in an [[override]].
@@ -44,6 +45,7 @@ CELL_KEYS = {
     "weight_decay": float,
     "device": str,
     "workers": int,
+    "threads": int,
     "root": str,
     "trust_local": bool,
     "c_root": str,
@@ -52,7 +54,7 @@ CELL_KEYS = {
     "evals": list,
 }
 MATRIX_KEYS = ("datasets", "archs", "augs", "seeds")
-STUDY_KEYS = {"name", "out", "train_command", "eval_command", *MATRIX_KEYS, *CELL_KEYS}
+STUDY_KEYS = {"name", "out", "baseline", "train_command", "eval_command", *MATRIX_KEYS, *CELL_KEYS}
 EVAL_KINDS = ("b", "c", "10.1")
 MATCH_KEYS = ("dataset", "arch", "aug", "seed")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -68,6 +70,7 @@ class CellSettings:
     weight_decay: float | None = None
     device: str | None = None
     workers: int | None = None
+    threads: int | None = None  # CPU threads of each child; None: the study's share, else the default
     root: str | None = None
     trust_local: bool = False
     c_root: str | None = None
@@ -101,6 +104,12 @@ class StudyConfig:
     train_command: tuple[str, ...] | None = None
     eval_command: tuple[str, ...] | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
+    baseline: str = ""  # the aug the report compares every other method with
+
+    def describe(self) -> dict[str, Any]:
+        """What `cifarb report` needs to know about the study (written to <out>/_study.json)."""
+        return {"name": self.name, "baseline": self.baseline, "augs": list(dict.fromkeys(c.aug for c in self.cells)),
+                "source": None if self.source is None else str(self.source)}
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -120,7 +129,8 @@ def resolve_config_path(spec: str | Path) -> Path:
     if path.exists():
         raise CifarbError(f"study config {path} is not a file; give a TOML file")
     raise CifarbError(
-        f"study config {spec} not found; give a TOML file or one of the bundled configs: {', '.join(bundled)}"
+        f"study config {spec} not found{did_you_mean(str(spec), bundled)}; give a TOML file or one of the bundled "
+        f"configs: {', '.join(bundled)}"
     )
 
 
@@ -153,7 +163,7 @@ def _check_value(source: Path | None, where: str, key: str, value: Any) -> Any:
         if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
             raise _err(source, f"{where}.{key} must be a list of strings, got {value!r}")
         value = tuple(str(v) for v in value)
-    if key in ("epochs", "batch_size") and value <= 0:
+    if key in ("epochs", "batch_size", "threads") and value <= 0:
         raise _err(source, f"{where}.{key} must be positive, got {value}")
     if key in ("lr",) and not value > 0:
         raise _err(source, f"{where}.{key} must be positive, got {value}")
@@ -259,6 +269,9 @@ def parse_config(data: dict[str, Any], source: Path | None = None, out: str | Pa
         if value is not None and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
             raise _err(source, f"[study].{key} must be a list of strings (argv prefix), got {value!r}")
         commands[key] = tuple(value) if value else None
+    baseline = study.get("baseline", augs[0])
+    if not isinstance(baseline, str) or baseline not in augs:
+        raise _err(source, f"[study].baseline must be one of the augs {augs}, got {baseline!r}")
     slurm = data.get("slurm", {})
     if not isinstance(slurm, dict):
         raise _err(source, "[slurm] must be a table of submitit parameters")
@@ -270,6 +283,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None, out: str | Pa
         train_command=commands["train_command"],
         eval_command=commands["eval_command"],
         slurm=dict(slurm),
+        baseline=baseline,
     )
 
 

@@ -177,7 +177,7 @@ def train_argv(cell: Cell, rundir: Path, resume: bool, prefix: Sequence[str]) ->
             "--seed", str(cell.seed), "--out", str(rundir)]
     for flag, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--lr", s.lr),
                         ("--weight-decay", s.weight_decay), ("--device", s.device), ("--workers", s.workers),
-                        ("--root", s.root)):
+                        ("--root", s.root), ("--threads", getattr(s, "threads", None))):
         if value is not None:
             argv += [flag, str(value)]
     if s.trust_local:
@@ -197,6 +197,8 @@ def eval_argv(cell: Cell, rundir: Path, step: EvalStep, prefix: Sequence[str]) -
         argv.append("--trust-local")
     if s.device is not None:
         argv += ["--device", s.device]
+    if getattr(s, "threads", None) is not None:
+        argv += ["--threads", str(s.threads)]
     argv += list(s.eval_args)
     return argv
 

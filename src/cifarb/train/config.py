@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifarb.errors import CifarbError, UsageError
+from cifarb.errors import CifarbError, UsageError, did_you_mean
 
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -58,13 +58,15 @@ class TrainConfig:
     compile: bool | None = None
     # overrides of the recipe (momentum, schedule, milestones, label_smoothing, ...)
     hparams: dict[str, Any] = field(default_factory=dict)
+    # experiment trackers mirroring metrics.jsonl (cifarb.train.trackers): "tensorboard,mlflow,wandb"
+    log: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 # Settings that may differ when resuming: where and how the run executes, not what it computes.
-RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "threads"})
+RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "threads", "log"})
 # Settings a resume may raise (never lower): the run is extended, and the manifest's resumes record it.
 EXTENDABLE_FIELDS = frozenset({"epochs"})
 
@@ -136,7 +138,8 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.dataset not in DATASETS:
         raise UsageError(f"--dataset {cfg.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}")
     if cfg.arch not in ARCHS:
-        raise UsageError(f"--arch {cfg.arch!r} is unknown; choose one of: {', '.join(ARCHS)}")
+        raise UsageError(f"--arch {cfg.arch!r} is unknown{did_you_mean(cfg.arch, ARCHS)}; choose one of: "
+                         f"{', '.join(ARCHS)}")
 
     def positive(name: str, integer: bool) -> None:
         value = getattr(cfg, name)

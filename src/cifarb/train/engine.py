@@ -554,6 +554,9 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
         # built under a temporary name and renamed: a kill never leaves a half-made run behind
         rundir.create_with_manifest(manifest_for(p, trainer))
     ddp.barrier(info)
+    from cifarb.train.trackers import open_trackers  # imports a tracker library only when --log names it
+
+    tracker = open_trackers(cfg.log.split(",") if cfg.log and info.is_main else (), rundir.path, config=cfg.to_dict())
 
     epochs = int(cfg.epochs or 0)
     for epoch in range(start_epoch, epochs):
@@ -574,6 +577,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
             # checkpoint first: a metrics line always has its checkpoint (the history travels inside it)
             rundir.save_checkpoint(trainer.state_dict(epoch + 1, history, elapsed), "last.pt")
             rundir.append_metrics(record)
+            tracker.log_epoch(record)
         _log(
             p,
             f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}, "
@@ -589,6 +593,8 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
         _log(p, f"{rundir.path} is complete ({epochs} epochs, evaluated); nothing to do")
     elif cfg.eval and info.is_main:
         result.eval_result = final_eval(p, trainer)
+        tracker.log_result(result.eval_result)
+    tracker.close()
     ddp.barrier(info)
     return result
 
@@ -640,5 +646,7 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
         min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
     )
-    _log(p, f"{dataset}: accuracy {result['accuracy']:.4f}, MacroStd {result['macro_std']}")
+    from cifarb.eval.table import summary_line
+
+    _log(p, summary_line(result))
     return result

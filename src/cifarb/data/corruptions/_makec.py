@@ -16,6 +16,7 @@ import numpy as np
 from cifarb import __version__
 from cifarb._atomic import atomic_path, atomic_write_json, os_error_message
 from cifarb._hashing import file_digest
+from cifarb._threads import threads_info
 from cifarb.data.corruptions import (
     CORRUPTIONS,
     FROST_SUBSTITUTE_NOTE,
@@ -202,6 +203,7 @@ def make_c(
             "generator_version": GENERATOR_VERSION,
             "cifarb_version": __version__,
             "libraries": _library_versions(),
+            "threads": threads_info(),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "seed": seed,
             "corruptions": names,
