@@ -64,7 +64,10 @@ class TrainConfig:
 
 
 # Settings that may differ when resuming: where and how the run executes, not what it computes.
-RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval"})
+# AMP and compile change the arithmetic only at rounding level; a change of them is recorded in the
+# manifest's `resumes` entry (RESUME_CHANGEABLE), so a compiled run resumes uncompiled and the reverse.
+RESUME_CHANGEABLE = frozenset({"amp", "compile"})
+RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval"}) | RESUME_CHANGEABLE
 
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict[str, Any]": (dict,)}
 

@@ -2,7 +2,8 @@
 
 Every random choice is keyed by (seed, epoch, step/index, rank), so a run resumed from the checkpoint of
 epoch k repeats exactly what the uninterrupted run would have done from epoch k+1 on. On CUDA the loop
-uses autocast (bf16) and torch.compile; on CPU neither. The run ends with an evaluation on CIFAR-B.
+uses autocast (bf16) and torch.compile by default, on CPU on request (`--amp`, `--compile`; see DevicePath).
+The run ends with an evaluation on CIFAR-B.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from cifarb.runs import RunDir, default_run_name, provenance_info
 from cifarb.train import ddp
 from cifarb.train.config import (
     NUM_CLASSES,
+    RESUME_CHANGEABLE,
     TrainConfig,
     aug_methods,
     check_resume_compatible,
     validate_config,
 )
 from cifarb.train.data import TrainBatches, eval_batches, normalize, to_nchw
+from cifarb.train.device import DevicePath
 from cifarb.train.hparams import LRSchedule, Recipe, resolve_recipe
 
 CHECKPOINT_FORMAT = "cifarb-train-1"
@@ -258,6 +261,7 @@ class Trainer:
         self.device = p.device
         self.info = p.dist
         cfg, r = p.cfg, p.recipe
+        self.path = DevicePath(p.device, amp=p.amp, compile=p.compile, channels_last=cfg.channels_last)
         self.model = p.model.to(self.device)
         self.mean_t = torch.tensor(p.mean, device=self.device)
         self.std_t = torch.tensor(p.std, device=self.device)
@@ -265,15 +269,14 @@ class Trainer:
             # deterministic: the first (unaugmented) training images; a resumed run overwrites it anyway
             first = p.train_images[:DATA_INIT_IMAGES].to(self.device)
             self.model.init_whitening(normalize(first, self.mean_t, self.std_t, channels_last=False))
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.path.place_module(self.model)
         self.forward_model: nn.Module = self.model
         if self.info.enabled:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        if p.compile:
-            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
+        # the compiled wrapper shares the weights: checkpoints hold self.model's plain state dict
+        self.forward_model = self.path.compiled(self.forward_model)
         self.optimizer = _make_optimizer(self.model, r)
         # pieces that need the whole training set (FlowAug's latent bank / offline pool) get it once here
         for piece in getattr(p.pipeline, "pieces", ()):
@@ -281,24 +284,20 @@ class Trainer:
                 piece.attach(p.train_images, p.train_labels, seed=cfg.seed)
         self.batches = TrainBatches(
             p.train_images, p.train_labels, r.batch_size, seed=cfg.seed, pipeline=p.pipeline,
-            workers=p.workers, device=self.device, rank=self.info.rank, world=self.info.world,
+            workers=p.workers, device=self.path, rank=self.info.rank, world=self.info.world,
         )
         self.steps_per_epoch = len(self.batches)
         self.schedule = LRSchedule(r, r.epochs, self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
-        self.amp_dtype = None
-        if p.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.amp_dtype = self.path.amp_dtype
+        self.scaler = self.path.grad_scaler()
         self.test_images = p.test_images.to(self.device)
         self.test_labels = p.test_labels.to(self.device)
         # on CUDA, checking the loss every step would stall the pipeline; a few steps late is harmless
         self.check_every = 1 if self.device.type == "cpu" else 25
 
     def _autocast(self) -> Any:
-        if self.amp_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return self.path.autocast()
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a uint8 batch; returns (mean loss, number correct) as device tensors."""
@@ -471,14 +470,17 @@ def manifest_for(p: Plan, trainer: Trainer) -> dict[str, Any]:
         "data": p.data_info,
         "data_verified": bool(p.data_info["train"]["verified"] and p.data_info["test"]["verified"]),
         "input_sha256": inputs,
-        "runtime": {
-            "device": str(p.device), "world_size": p.dist.world, "workers": p.workers, "amp": p.amp,
-            "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
-            "compile": p.compile, "steps_per_epoch": trainer.steps_per_epoch,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "runtime": _runtime(p, trainer),
         **provenance_info(),
         "resumes": [],
+    }
+
+
+def _runtime(p: Plan, trainer: Trainer) -> dict[str, Any]:
+    """How this process executes the run (device, AMP, compile, ...): the manifest's `runtime`, and each resume's."""
+    return {
+        **trainer.path.describe(), "world_size": p.dist.world, "workers": p.workers,
+        "steps_per_epoch": trainer.steps_per_epoch, "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -521,8 +523,13 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
         if info.is_main:
             _sync_metrics(rundir, history)
             manifest = dict(p.saved_manifest or {})
+            saved_cfg = manifest.get("config", {})
+            # amp/compile may change on resume (they change how, not what, the run computes): say so
+            changed = {k: {"from": saved_cfg.get(k), "to": getattr(cfg, k)} for k in sorted(RESUME_CHANGEABLE)
+                       if k in saved_cfg and saved_cfg.get(k) != getattr(cfg, k)}
             manifest.setdefault("resumes", []).append(
-                {"from_epoch": start_epoch, **{k: v for k, v in provenance_info().items() if k != "versions"}}
+                {"from_epoch": start_epoch, "runtime": _runtime(p, trainer), "changed": changed,
+                 **{k: v for k, v in provenance_info().items() if k != "versions"}}
             )
             rundir.write_manifest(manifest)
         _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
