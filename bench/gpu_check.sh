@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The one-shot device check (bench/gpu_check.py): runs from the source tree, nothing installed, synthetic
+# data only, <= 5 minutes (--cpu-smoke: tiny sizes on a CPU, <= 60 s). Writes gpu_check.json and
+# gpu_check.md under $OUT (a new temp dir when OUT is unset).
+#   OUT=/tmp/check bench/gpu_check.sh [--cpu-smoke] [--budget S] [--sections env,train_fastnet,...]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+# the device may lack a writable home: keep cifarb's and inductor's caches in the output or a temp dir
+export CIFARB_CACHE="${CIFARB_CACHE:-$(mktemp -d -t cifarb-cache-XXXXXX)}"
+if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT"; fi
+exec "${PYTHON:-python}" "$here/bench/gpu_check.py" ${OUT:+--out "$OUT"} "$@"
