@@ -289,6 +289,11 @@ class Trainer:
         self.steps_per_epoch = len(self.batches)
         self.schedule = LRSchedule(r, r.epochs, self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.ema = None
+        if r.ema_decay > 0:
+            from cifarb.train.ema import WeightEMA
+
+            self.ema = WeightEMA(self.model, r.ema_decay, start_step=int(round(r.ema_start * self.schedule.total)))
         self.amp_dtype = self.path.amp_dtype
         self.scaler = self.path.grad_scaler()
         self.test_images = p.test_images.to(self.device)
@@ -314,6 +319,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.scheduler.last_epoch - 1)
         correct = (logits[: len(labels)].argmax(1) == labels).sum()
         return loss.detach(), correct
 
@@ -347,15 +354,23 @@ class Trainer:
         ddp.sync_buffers(self.model, self.info)
         return {"train_loss": total_loss / total_seen, "train_accuracy": total_correct / total_seen, "lr": lr}
 
+    def eval_model(self) -> nn.Module:
+        """The weights a run evaluates and saves: the EMA of the weights when the recipe has one."""
+        return self.model if self.ema is None else self.ema.module(self.model)
+
     @torch.no_grad()
     def test_epoch(self, batch_size: int = 500) -> dict[str, float]:
-        """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed)."""
+        """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed), with the
+        recipe's test-time augmentation and EMA weights."""
+        from cifarb.eval.tta import with_tta
+
         self.model.eval()
+        model = with_tta(self.eval_model(), self.p.recipe.tta)
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for images, labels in eval_batches(self.test_images, self.test_labels, batch_size, self.info.rank, self.info.world):
             x = normalize(images, self.mean_t, self.std_t, self.p.cfg.channels_last)
             with self._autocast():
-                logits = self.model(x)
+                logits = model(x)
             loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
             correct += float((logits.argmax(1) == labels).sum())
             n += len(labels)
@@ -368,10 +383,16 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self, epoch: int, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
         p = self.p
+        extra: dict[str, Any] = {}
+        if self.ema is not None:
+            # "model" is what the run evaluates (the average); the raw weights continue the training
+            extra = {"train_model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                     "ema": self.ema.state_dict()}
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in self.eval_model().state_dict().items()},
+            **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -392,7 +413,11 @@ class Trainer:
         from cifarb.models.zoo import check_fit
 
         check_fit(self.model, state["model"], self.p.cfg.arch or "", path)
-        self.model.load_state_dict(state["model"])
+        if self.ema is not None and isinstance(state.get("train_model"), dict):
+            self.model.load_state_dict(state["train_model"])
+            self.ema.load(state["model"], state.get("ema") or {})
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -573,7 +598,7 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
         )
         ddp.barrier(info)
 
-    result = TrainResult(rundir.path, trainer.model, history)
+    result = TrainResult(rundir.path, trainer.eval_model(), history)
     # a resumed run that had finished only needs the evaluation, if that is what was missing
     done_before = p.resume and start_epoch >= epochs and rundir.eval_path(f"{cfg.dataset}-b").exists()
     if done_before:
@@ -604,14 +629,14 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
     ckpt = p.rundir.checkpoint_path("last.pt")
     trainer.model.eval()
     loaded = LoadedModel(
-        module=trainer.model, mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
+        module=trainer.eval_model(), mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
         sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=p.num_classes, source=str(ckpt),
     )
     # with rundir, evaluate writes eval/<dataset>.json, predictions/<dataset>.parquet and the "eval" line
     result = evaluate(
         loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
-        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
+        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress, tta=p.recipe.tta,
     )
     _log(p, f"{dataset}: accuracy {result['accuracy']:.4f}, MacroStd {result['macro_std']}")
     return result
