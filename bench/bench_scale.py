@@ -117,6 +117,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _vm_hwm_mb() -> float | None:
+    """This address space's own peak RSS (Linux). ru_maxrss also counts the parent's RSS at fork time,
+    which Linux carries across exec, so it is only a ceiling set by whichever is larger."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # `bench_scale:tiny_classifier`
     from cifarb.cli import main
@@ -164,7 +176,8 @@ def child(args: argparse.Namespace) -> None:
                    "--no-progress"])
         assert rc == 0, rc
         info["runs"] = len(runs)
-    print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb(), **info}))
+    print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
+                      **info}))
 
 
 def run_child(part: str, d: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
@@ -179,7 +192,18 @@ def run_child(part: str, d: Path, args: argparse.Namespace, **extra: Any) -> dic
         raise SystemExit(f"{part} at {d} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_s"] = time.perf_counter() - t0
+    out["driver_rss_mb"] = _current_rss_mb()  # the floor ru_maxrss inherits from this process
     return out
+
+
+def _current_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 # --- the driver ---------------------------------------------------------------------------------------------
@@ -244,7 +268,8 @@ def main() -> None:
                 print(f"{part:<8} {100 * frac:5.0f} %  {r['units']:>8} {r['unit']}s  wall {r['wall_s']:7.1f} s"
                       + (f" (epoch {r['epoch_s']:.1f} s)" if part == "train" else "")
                       + f"  {r['ms_per_unit']:9.4f} ms/{r['unit']} (x{r['time_per_unit_ratio']:.2f})"
-                      f"  peak RSS {r['peak_rss_mb']:7.0f} MB (x{r['peak_rss_ratio']:.2f})"
+                      f"  peak RSS {r['peak_rss_mb']:7.0f} MB (x{r['peak_rss_ratio']:.2f}; own VmHWM "
+                      f"{r.get('vm_hwm_mb') or 0:.0f} MB, driver {r.get('driver_rss_mb') or 0:.0f} MB)"
                       f"  [data generated in {r['generate_s']} s]", flush=True)
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
