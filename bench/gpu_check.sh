@@ -7,7 +7,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-# the device may lack a writable home: keep cifarb's and inductor's caches in the output or a temp dir
-export CIFARB_CACHE="${CIFARB_CACHE:-$(mktemp -d -t cifarb-cache-XXXXXX)}"
+# the device may lack a writable home: cifarb's cache goes to a temp dir, removed at the end
+if [[ -z "${CIFARB_CACHE:-}" ]]; then
+  CIFARB_CACHE="$(mktemp -d -t cifarb-cache-XXXXXX)"
+  export CIFARB_CACHE
+  trap 'rm -rf "$CIFARB_CACHE"' EXIT
+fi
 if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT"; fi
-exec "${PYTHON:-python}" "$here/bench/gpu_check.py" ${OUT:+--out "$OUT"} "$@"
+"${PYTHON:-python}" "$here/bench/gpu_check.py" ${OUT:+--out "$OUT"} "$@"
