@@ -1,6 +1,15 @@
 """Time-to-accuracy on the real slice: fastnet + standard on 5,085 training images, tested on 1,017 images.
 
     python bench/time_to_accuracy.py [--epochs 3,10,16] [--root ../shared/data] [--reference]
+    python bench/time_to_accuracy.py --seeds 0,1,2 --epochs 25 --hparam tta=flip [--hparam ema_decay=0.95 ...]
+
+With --seeds, each seed is one complete `cifarb train` run with the final evaluation on CIFAR10-B, and
+the table has one row per seed, `| seed N | acc % | s |`, and `| mean of 3 seeds | NN.N % | SSS s |`:
+accuracy is the final eval exactly as `cifarb train` reports it (eval/cifar10-b.json, with the recipe's
+test-time augmentation), and the seconds are the run's epochs (training + per-epoch test pass,
+`elapsed_s`) plus the final evaluation, TTA included; not process start-up or data loading. For runs
+with an EMA, the same run's raw and averaged weights are also scored with and without flip TTA, so
+each lever's share is visible without more training.
 
 Each --epochs value is one `cifarb train` run (the LR schedule rescales to it); every epoch line gives
 test accuracy on the 1,017 real test images against cumulative wall time (training plus the per-epoch
@@ -30,10 +39,62 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
 
-def ours(epochs: int, root: Path, tmp: Path, aug: str, arch: str) -> list[dict]:
+def ours(epochs: int, root: Path, tmp: Path, aug: str, arch: str, hparams: dict | None = None) -> list[dict]:
     cfg = TrainConfig(dataset="cifar10", arch=arch, aug=aug, epochs=epochs, root=str(root), trust_local=True,
-                      out=str(tmp / f"{arch}-{aug}-{epochs}"), eval=False, progress=False)
+                      out=str(tmp / f"{arch}-{aug}-{epochs}"), eval=False, progress=False, hparams=dict(hparams or {}))
     return run(cfg).history
+
+
+def seeded_run(seed: int, epochs: int, root: Path, tmp: Path, aug: str, arch: str, hparams: dict) -> dict:
+    """One full run with its final evaluation; the seconds include that evaluation (TTA and all)."""
+    from cifarb.train import engine
+
+    timed: dict[str, float] = {}
+    real_final_eval = engine.final_eval
+
+    def final_eval(p, trainer):
+        t0 = time.perf_counter()
+        try:
+            return real_final_eval(p, trainer)
+        finally:
+            timed["eval_s"] = time.perf_counter() - t0
+
+    out = tmp / f"{arch}-{aug}-{epochs}-s{seed}"
+    cfg = TrainConfig(dataset="cifar10", arch=arch, aug=aug, epochs=epochs, seed=seed, root=str(root),
+                      trust_local=True, out=str(out), progress=False, hparams=dict(hparams))
+    engine.final_eval = final_eval
+    try:
+        result = run(cfg)
+    finally:
+        engine.final_eval = real_final_eval
+    assert result.eval_result is not None
+    train_s = result.history[-1]["elapsed_s"]
+    return {"seed": seed, "accuracy": result.eval_result["accuracy"], "train_s": train_s,
+            "eval_s": timed["eval_s"], "seconds": train_s + timed["eval_s"], "history": result.history,
+            "ablation": ablation(out, root)}
+
+
+def ablation(out: Path, root: Path) -> dict[str, float]:
+    """Accuracy of the run's saved weights (raw, and the EMA when there is one) with and without flip TTA."""
+    from cifarb.data.readers import load_cifar
+    from cifarb.eval import predict
+    from cifarb.eval.tta import with_tta
+    from cifarb.models import build_model
+
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    test = load_cifar("cifar10", "test", root=root, trust_local=True)
+    weights = {"raw": ckpt.get("train_model", ckpt["model"])}
+    if "train_model" in ckpt:
+        weights["ema"] = ckpt["model"]
+    scores = {}
+    for name, state in weights.items():
+        net = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt.get("arch_options", {}))
+        net.load_state_dict(state)
+        for tta in ("none", "flip"):
+            pred, _ = predict(with_tta(net, tta), test.images, ckpt["mean"], ckpt["std"], batch_size=500,
+                              device="cpu", return_logits=False)
+            scores[f"{name}, tta {tta}"] = float((pred == test.labels).mean())
+    return scores
 
 
 def reference(epochs: int, root: Path, batch: int = 128, lr: float = 0.2) -> list[dict]:
@@ -95,10 +156,16 @@ def main() -> None:
     parser.add_argument("--aug", default="standard")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--reference", action="store_true", help="also train the plain-loop reference")
+    parser.add_argument("--seeds", help="comma-separated seeds: one full run (with final eval) each, at the "
+                        "single --epochs value; prints the per-seed table")
+    parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override, as `cifarb train --hparam` (e.g. tta=flip, ema_decay=0.95)")
     args = parser.parse_args()
     if not (args.root / "cifar-10-batches-py" / "test_batch").exists():
         raise SystemExit(f"the real data slice is not at {args.root}; pass --root")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} + {args.aug}; data {args.root}")
+    if args.seeds:
+        return seeds_table(args)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for e in (int(v) for v in args.epochs.split(",")):
@@ -125,6 +192,44 @@ def main() -> None:
         last = history[-1]
         print(f"  {name:<22} 75 %: {first_reaching(history, 0.75):<22} 81 %: {first_reaching(history, 0.81):<22} "
               f"final {100 * last['test_accuracy']:.2f} % at {last['elapsed_s']:.0f} s")
+
+
+def _hparams(items: list[str]) -> dict:
+    from cifarb.commands.train import _hparam
+
+    return dict(_hparam(item) for item in items)
+
+
+def seeds_table(args: argparse.Namespace) -> None:
+    import os
+    import shlex
+    import sys
+
+    hparams = _hparams(args.hparam)
+    if not args.epochs.isdigit():
+        raise SystemExit(f"--seeds needs one --epochs value, got {args.epochs!r}")
+    epochs = int(args.epochs)
+    load = os.getloadavg()
+    print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
+    print("rerun: python " + " ".join(shlex.quote(a) for a in sys.argv), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(v) for v in args.seeds.split(",")):
+            r = seeded_run(seed, epochs, args.root, Path(tmp), args.aug, args.arch, hparams)
+            rows.append(r)
+            print(f"seed {seed}: {100 * r['accuracy']:.2f} % in {r['seconds']:.0f} s (epochs {r['train_s']:.0f} s + "
+                  f"final eval {r['eval_s']:.1f} s); same weights: "
+                  + ", ".join(f"{k} {100 * v:.2f} %" for k, v in r["ablation"].items()), flush=True)
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    overrides = ", ".join(f"{k}={v}" for k, v in hparams.items()) or "none"
+    print(f"\n{args.arch} + {args.aug}, {epochs} epochs, recipe overrides: {overrides}\n")
+    print("| run | accuracy | wall time |\n|---|---|---|")
+    for r in rows:
+        print(f"| seed {r['seed']} | {100 * r['accuracy']:.1f} % | {r['seconds']:.0f} s |")
+    mean_acc = sum(r["accuracy"] for r in rows) / len(rows)
+    mean_s = sum(r["seconds"] for r in rows) / len(rows)
+    print(f"| mean of {len(rows)} seeds | {100 * mean_acc:.1f} % | {mean_s:.0f} s |")
 
 
 if __name__ == "__main__":

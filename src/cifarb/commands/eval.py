@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cifar10-1-version", choices=("v6", "v4"), default="v6",
                         help="CIFAR-10.1 version (default v6)")
     parser.add_argument("--save-logits", action="store_true", help="also store logits in the predictions file")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+                        help="test-time augmentation: flip = mean logits of each image and its mirror image "
+                        "(2x the forward cost; recorded as settings.tta; default none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from cifarb._threads import add_threads_arg
 
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                       bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
                       min_cell_size_worst=args.min_cell_size_worst, subgroup_names=args.subgroup_names,
                       permutations=args.permutations, rundir=rundir, progress=not args.no_progress,
-                      save_logits=args.save_logits, data=data)
+                      save_logits=args.save_logits, data=data, tta=args.tta)
     if rundir is not None and not existing_run:
         rundir.write_manifest({
             "kind": "eval",
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                        "eval_dataset": args.dataset, "batch_size": args.batch_size, "device": args.device,
                        "bootstrap": args.bootstrap, "min_cell_size": args.min_cell_size,
                        "min_cell_size_worst": args.min_cell_size_worst, "subgroup_names": args.subgroup_names,
-                       "permutations": args.permutations},
+                       "permutations": args.permutations, "tta": args.tta},
             "seed": args.seed,
             "inputs": {"model_sha256": model.sha256, "data_sha256": dict(data.files)},
             **provenance_info(),

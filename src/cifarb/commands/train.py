@@ -113,9 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
                    help="evaluate on CIFAR-B at the end (default: yes)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision (default: on CUDA only)")
+                   help="mixed precision: bf16 autocast (fp16 + loss scaling on GPUs without bf16); default: "
+                   "on CUDA only; may change on --resume")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on CUDA only)")
+                   help="torch.compile the model (default: on CUDA only; on CPU it needs a C compiler); "
+                   "may change on --resume")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bars or per-epoch lines on stderr")
     flow = p.add_argument_group("FlowAug (with --aug ...+flowaug)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -112,10 +113,14 @@ def predict(
             for c0 in range(0, n, chunk):
                 block = images[c0:c0 + chunk]
                 if not on_host:  # one upload per chunk; the batches below are views on the device
+                    host = block
                     block = torch.from_numpy(_plain(block)).to(dev)
+                    _release_pages(host)
                 for b0 in range(0, block.shape[0], batch_size):
                     if on_host:  # a view, or one small copy of a memory-mapped or strided slice
-                        xb = torch.from_numpy(_plain(block[b0:b0 + batch_size]))
+                        part = block[b0:b0 + batch_size]
+                        xb = torch.from_numpy(_plain(part))
+                        _release_pages(part)  # memory stays flat however many -C images stream past
                     else:
                         xb = block[b0:b0 + batch_size]
                     x = xb.permute(0, 3, 1, 2).float()  # keeps NHWC strides: channels_last NCHW
@@ -139,6 +144,56 @@ def predict(
     pred = torch.cat(preds).cpu().numpy().astype(np.int64, copy=False)
     logits = torch.cat(logits_out).cpu().numpy() if return_logits else None
     return pred, logits
+
+
+def _release_pages(arr: np.ndarray) -> None:
+    """Drop the pages of `arr` from this process's resident set if it is a read-only memory map.
+
+    Reading a memory-mapped -C file maps each page into the process, and those pages count as resident
+    until the map is closed, so without this a 950,000-image pass would end holding 2.9 GB. The data
+    stays in the kernel's page cache (a later read is a minor fault, not disk I/O). A no-op for
+    anything else, and for a map opened writable (its pages may be dirty).
+    """
+    owner: Any = arr  # np.asarray() of a memmap is a plain view: the map sits on its base chain
+    while owner is not None and getattr(owner, "_mmap", None) is None:
+        owner = getattr(owner, "base", None)
+    mm = getattr(owner, "_mmap", None)
+    if mm is None or arr.flags.writeable or not hasattr(mm, "madvise") or arr.nbytes == 0:
+        return
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    except (TypeError, ValueError, BufferError):
+        return
+    start = arr.ctypes.data - base
+    lo = start // mmap.PAGESIZE * mmap.PAGESIZE
+    # from the page of its first byte to its last whole page: a page it shares with the next batch is
+    # released with that batch
+    hi = (start + arr.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if 0 <= lo < hi <= len(mm):
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc `malloc_trim`; a no-op elsewhere).
+
+    Each batch allocates megabytes of tensors; glibc's adaptive mmap threshold soon serves them from
+    the heap, and the small long-lived allocations of each pair's results land above them, so the
+    freed space is never returned: measured, resident memory grew by ~4 KB per -C image (1.5 GB for
+    95,000 images, bench/bench_scale.py). Trimming once per corruption x severity pair keeps it flat.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+        except (AttributeError, OSError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def _plain(arr: np.ndarray) -> np.ndarray:
@@ -267,20 +322,36 @@ def evaluate_corruptions(
     _check_classes(model, cset.images(*pairs[0]), n_classes, cset.name, device)
     bar = _progress_bar(n * len(pairs), f"eval {cset.name}", progress)
     predictions: dict[str, dict[int, np.ndarray]] = {c: {} for c in cset.corruptions}
-    frames = []
+    categories = sorted(cset.corruptions)  # what astype("category") of the names gave before
+    # the predictions table is filled in place, pair by pair: one allocation of ~41 bytes an image, no
+    # per-pair frames to concatenate (which held the table twice at its peak)
+    total = n * len(pairs)
+    columns = {"index": np.empty(total, dtype=np.asarray(cset.indices).dtype),
+               "label": np.empty(total, dtype=np.asarray(cset.labels).dtype),
+               "prediction": np.empty(total, dtype=np.int64),
+               "subgroup": np.empty(total, dtype=np.asarray(subgroups).dtype),
+               "severity": np.empty(total, dtype=np.int64)}
+    codes = np.empty(total, dtype=np.int8)
+    all_logits: list[np.ndarray] = []
     try:
-        for c, s in pairs:
+        for j, (c, s) in enumerate(pairs):
             bar.set_postfix_str(f"{c} {s}", refresh=False)
             pred, logits = predict(model.module, cset.images(c, s), model.mean, model.std,
                                    batch_size=batch_size, device=device, return_logits=save_logits,
                                    on_batch=bar.update)
             _check_predictions(pred, n_classes, model)
-            predictions[c][s] = pred
-            part = pd.DataFrame({"index": cset.indices, "label": cset.labels, "prediction": pred,
-                                 "subgroup": subgroups, "corruption": c, "severity": np.int64(s)})
+            rows = slice(j * n, (j + 1) * n)
+            columns["prediction"][rows] = pred
+            predictions[c][s] = columns["prediction"][rows]  # a view: no second copy
+            columns["index"][rows] = cset.indices
+            columns["label"][rows] = cset.labels
+            columns["subgroup"][rows] = subgroups
+            columns["severity"][rows] = s
+            codes[rows] = categories.index(c)
             if save_logits:
-                part["logits"] = list(logits)
-            frames.append(part)
+                all_logits.extend(logits)
+            del pred, logits
+            _trim_heap()
     finally:
         bar.close()
     metric_dict = corruption_metrics(cset.labels, predictions, subgroups, n_classes=n_classes,
@@ -290,8 +361,12 @@ def evaluate_corruptions(
                                      progress=progress, permutations=permutations)
     result = build_result(metric_dict, dataset=cset.name, n_images=n, n_official=cset.n_official,
                           data_verified=cset.verified, provenance=_provenance(model, cset.files))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["corruption"] = frame["corruption"].astype("category")
+    frame = pd.DataFrame({"index": columns["index"], "label": columns["label"], "prediction": columns["prediction"],
+                          "subgroup": columns["subgroup"],
+                          "corruption": pd.Categorical.from_codes(codes, categories),
+                          "severity": columns["severity"]}, copy=False)
+    if save_logits:
+        frame["logits"] = all_logits
     return result, frame
 
 
@@ -330,14 +405,22 @@ def evaluate(
     corruptions: Sequence[str] | None = None,
     save_logits: bool = False,
     data: ImageSet | CorruptionSet | None = None,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Evaluate `model` on an evaluation dataset and return the result JSON (cifarb/schemas/result.schema.json).
 
     With `rundir`, also writes `eval/<name>.json` and `predictions/<name>.parquet` there, where `name`
     is the result's `dataset` (e.g. `cifar10-c-local` for a generated corruption set), and appends an
-    "eval" line to metrics.jsonl. `data` may be given when the caller has already loaded it.
+    "eval" line to metrics.jsonl. `data` may be given when the caller has already loaded it. `tta`
+    ("none" or "flip", see cifarb.eval.tta) is recorded as `settings.tta`.
     """
+    import dataclasses
+
+    from cifarb.eval.tta import with_tta
+
     _, kind, _ = dataset_info(dataset)
+    if tta != "none":
+        model = dataclasses.replace(model, module=with_tta(model.module, tta))
     if data is None:
         data = load_eval_data(dataset, root=root, trust_local=trust_local, corruptions=corruptions)
     opts = dict(batch_size=batch_size, device=device, bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
@@ -347,6 +430,7 @@ def evaluate(
         result, frame = evaluate_corruptions(model, data, **opts)  # type: ignore[arg-type]
     else:
         result, frame, _ = evaluate_imageset(model, data, dataset.strip().lower(), **opts)  # type: ignore[arg-type]
+    result["settings"]["tta"] = tta
     if rundir is not None:
         write_outputs(rundir, result, frame)
     return result

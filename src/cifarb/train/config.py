@@ -66,7 +66,12 @@ class TrainConfig:
 
 
 # Settings that may differ when resuming: where and how the run executes, not what it computes.
-RUNTIME_FIELDS = frozenset({"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "threads", "log"})
+# AMP and compile change the arithmetic only at rounding level; a change of them is recorded in the
+# manifest's `resumes` entry (RESUME_CHANGEABLE), so a compiled run resumes uncompiled and the reverse.
+RESUME_CHANGEABLE = frozenset({"amp", "compile"})
+RUNTIME_FIELDS = frozenset(
+    {"out", "resume", "root", "trust_local", "device", "workers", "progress", "eval", "threads", "log"}
+) | RESUME_CHANGEABLE
 # Settings a resume may raise (never lower): the run is extended, and the manifest's resumes record it.
 EXTENDABLE_FIELDS = frozenset({"epochs"})
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cifarb.errors import UsageError
+from cifarb.train.device import DevicePath
 
 # stage tag mixed into the shuffling seed, so it never coincides with an augmentation stream
 _SHUFFLE_TAG = 0x5EED_0001
@@ -50,7 +51,7 @@ class TrainBatches:
         seed: int,
         pipeline: Any = None,
         workers: int = 0,
-        device: torch.device | str = "cpu",
+        device: DevicePath | torch.device | str = "cpu",
         rank: int = 0,
         world: int = 1,
     ) -> None:
@@ -67,7 +68,9 @@ class TrainBatches:
         self.seed = seed
         self.rank = rank
         self.world = world
-        self.device = torch.device(device)
+        # transfers (pinned, non-blocking on CUDA) go through the run's DevicePath
+        self.path = device if isinstance(device, DevicePath) else DevicePath(torch.device(device))
+        self.device = self.path.device
         self.workers = workers
         self.sample_dataset = None
         if pipeline is not None and getattr(pipeline, "has_sample_stage", False):
@@ -76,7 +79,7 @@ class TrainBatches:
             self.images, self.labels = images, labels
         else:
             # batched ops only: keep everything where the model is and gather by index
-            self.images, self.labels = images.to(self.device), labels.to(self.device)
+            self.images, self.labels = self.path.to_device(images), self.path.to_device(labels)
 
     def __len__(self) -> int:
         return self.n // self.batch_size
@@ -96,15 +99,14 @@ class TrainBatches:
                 yield self.images[idx], self.labels[idx]
             return
         self.sample_dataset.set_epoch(epoch)
-        pin = self.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
             self.sample_dataset,
             batch_sampler=[b.tolist() for b in batches],
             num_workers=self.workers,
-            pin_memory=pin,
+            pin_memory=self.path.pinned,
         )
         for images, labels in loader:
-            yield images.to(self.device, non_blocking=pin), labels.to(self.device, non_blocking=pin)
+            yield self.path.to_device(images), self.path.to_device(labels)
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:

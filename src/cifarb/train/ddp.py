@@ -18,10 +18,13 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # started by torchrun (or with MASTER_ADDR + WORLD_SIZE set): DDP runs even with one process, so the
+    # `--nproc_per_node=1` run exercises the same wrapper, process group and collectives as a larger one
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -36,7 +39,8 @@ def launched_world() -> DistInfo:
         local = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError:
         raise UsageError("WORLD_SIZE / RANK / LOCAL_RANK must be integers; launch DDP runs with torchrun") from None
-    return DistInfo(rank=rank, world=world, local_rank=local)
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ)
+    return DistInfo(rank=rank, world=world, local_rank=local, launched=launched)
 
 
 def init(device: torch.device) -> DistInfo:

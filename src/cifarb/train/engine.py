@@ -2,7 +2,8 @@
 
 Every random choice is keyed by (seed, epoch, step/index, rank), so a run resumed from the checkpoint of
 epoch k repeats exactly what the uninterrupted run would have done from epoch k+1 on. On CUDA the loop
-uses autocast (bf16) and torch.compile; on CPU neither. The run ends with an evaluation on CIFAR-B.
+uses autocast (bf16) and torch.compile by default, on CPU on request (`--amp`, `--compile`; see DevicePath).
+The run ends with an evaluation on CIFAR-B.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from cifarb.runs import RunDir, default_run_name, provenance_info
 from cifarb.train import ddp
 from cifarb.train.config import (
     NUM_CLASSES,
+    RESUME_CHANGEABLE,
     TrainConfig,
     aug_methods,
     check_resume_compatible,
     validate_config,
 )
 from cifarb.train.data import TrainBatches, eval_batches, normalize, to_nchw
+from cifarb.train.device import DevicePath
 from cifarb.train.hparams import LRSchedule, Recipe, resolve_recipe
 
 CHECKPOINT_FORMAT = "cifarb-train-1"
@@ -257,6 +260,7 @@ class Trainer:
         self.device = p.device
         self.info = p.dist
         cfg, r = p.cfg, p.recipe
+        self.path = DevicePath(p.device, amp=p.amp, compile=p.compile, channels_last=cfg.channels_last)
         self.model = p.model.to(self.device)
         self.mean_t = torch.tensor(p.mean, device=self.device)
         self.std_t = torch.tensor(p.std, device=self.device)
@@ -264,15 +268,14 @@ class Trainer:
             # deterministic: the first (unaugmented) training images; a resumed run overwrites it anyway
             first = p.train_images[:DATA_INIT_IMAGES].to(self.device)
             self.model.init_whitening(normalize(first, self.mean_t, self.std_t, channels_last=False))
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.path.place_module(self.model)
         self.forward_model: nn.Module = self.model
         if self.info.enabled:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        if p.compile:
-            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
+        # the compiled wrapper shares the weights: checkpoints hold self.model's plain state dict
+        self.forward_model = self.path.compiled(self.forward_model)
         self.optimizer = _make_optimizer(self.model, r)
         # pieces that need the whole training set (FlowAug's latent bank / offline pool) get it once here
         for piece in getattr(p.pipeline, "pieces", ()):
@@ -280,24 +283,25 @@ class Trainer:
                 piece.attach(p.train_images, p.train_labels, seed=cfg.seed)
         self.batches = TrainBatches(
             p.train_images, p.train_labels, r.batch_size, seed=cfg.seed, pipeline=p.pipeline,
-            workers=p.workers, device=self.device, rank=self.info.rank, world=self.info.world,
+            workers=p.workers, device=self.path, rank=self.info.rank, world=self.info.world,
         )
         self.steps_per_epoch = len(self.batches)
         self.schedule = LRSchedule(r, r.epochs, self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
-        self.amp_dtype = None
-        if p.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema = None
+        if r.ema_decay > 0:
+            from cifarb.train.ema import WeightEMA
+
+            self.ema = WeightEMA(self.model, r.ema_decay, start_step=int(round(r.ema_start * self.schedule.total)))
+        self.amp_dtype = self.path.amp_dtype
+        self.scaler = self.path.grad_scaler()
         self.test_images = p.test_images.to(self.device)
         self.test_labels = p.test_labels.to(self.device)
         # on CUDA, checking the loss every step would stall the pipeline; a few steps late is harmless
         self.check_every = 1 if self.device.type == "cpu" else 25
 
     def _autocast(self) -> Any:
-        if self.amp_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return self.path.autocast()
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a uint8 batch; returns (mean loss, number correct) as device tensors."""
@@ -314,6 +318,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.scheduler.last_epoch - 1)
         correct = (logits[: len(labels)].argmax(1) == labels).sum()
         return loss.detach(), correct
 
@@ -347,15 +353,23 @@ class Trainer:
         ddp.sync_buffers(self.model, self.info)
         return {"train_loss": total_loss / total_seen, "train_accuracy": total_correct / total_seen, "lr": lr}
 
+    def eval_model(self) -> nn.Module:
+        """The weights a run evaluates and saves: the EMA of the weights when the recipe has one."""
+        return self.model if self.ema is None else self.ema.module(self.model)
+
     @torch.no_grad()
     def test_epoch(self, batch_size: int = 500) -> dict[str, float]:
-        """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed)."""
+        """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed), with the
+        recipe's test-time augmentation and EMA weights."""
+        from cifarb.eval.tta import with_tta
+
         self.model.eval()
+        model = with_tta(self.eval_model(), self.p.recipe.tta)
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for images, labels in eval_batches(self.test_images, self.test_labels, batch_size, self.info.rank, self.info.world):
             x = normalize(images, self.mean_t, self.std_t, self.p.cfg.channels_last)
             with self._autocast():
-                logits = self.model(x)
+                logits = model(x)
             loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
             correct += float((logits.argmax(1) == labels).sum())
             n += len(labels)
@@ -368,10 +382,16 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self, epoch: int, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
         p = self.p
+        extra: dict[str, Any] = {}
+        if self.ema is not None:
+            # "model" is what the run evaluates (the average); the raw weights continue the training
+            extra = {"train_model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                     "ema": self.ema.state_dict()}
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in self.eval_model().state_dict().items()},
+            **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -392,7 +412,11 @@ class Trainer:
         from cifarb.models.zoo import check_fit
 
         check_fit(self.model, state["model"], self.p.cfg.arch or "", path)
-        self.model.load_state_dict(state["model"])
+        if self.ema is not None and isinstance(state.get("train_model"), dict):
+            self.model.load_state_dict(state["train_model"])
+            self.ema.load(state["model"], state.get("ema") or {})
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # the schedule itself is rebuilt from the recipe (a resume may extend --epochs); only its position is restored
         sched = dict(state["scheduler"])
@@ -483,14 +507,17 @@ def manifest_for(p: Plan, trainer: Trainer) -> dict[str, Any]:
         "data": p.data_info,
         "data_verified": bool(p.data_info["train"]["verified"] and p.data_info["test"]["verified"]),
         "input_sha256": inputs,
-        "runtime": {
-            "device": str(p.device), "world_size": p.dist.world, "workers": p.workers, "amp": p.amp,
-            "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
-            "compile": p.compile, "steps_per_epoch": trainer.steps_per_epoch,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "runtime": _runtime(p, trainer),
         **provenance_info(),
         "resumes": [],
+    }
+
+
+def _runtime(p: Plan, trainer: Trainer) -> dict[str, Any]:
+    """How this process executes the run (device, AMP, compile, ...): the manifest's `runtime`, and each resume's."""
+    return {
+        **trainer.path.describe(), "world_size": p.dist.world, "workers": p.workers,
+        "steps_per_epoch": trainer.steps_per_epoch, "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -548,7 +575,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
         if info.is_main:
             rundir.clean_stale_staging()
             _sync_metrics(rundir, history)
-            rundir.write_manifest(_resumed_manifest(p, start_epoch))
+            rundir.write_manifest(_resumed_manifest(p, trainer, start_epoch))
         _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
     elif info.is_main:
         # built under a temporary name and renamed: a kill never leaves a half-made run behind
@@ -586,7 +613,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
         )
         ddp.barrier(info)
 
-    result = TrainResult(rundir.path, trainer.model, history)
+    result = TrainResult(rundir.path, trainer.eval_model(), history)
     # a resumed run that had finished only needs the evaluation, if that is what was missing
     done_before = p.resume and start_epoch >= epochs and rundir.eval_path(f"{cfg.dataset}-b").exists()
     if done_before:
@@ -599,11 +626,15 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
     return result
 
 
-def _resumed_manifest(p: Plan, start_epoch: int) -> dict[str, Any]:
+def _resumed_manifest(p: Plan, trainer: Trainer, start_epoch: int) -> dict[str, Any]:
     """The saved manifest plus one `resumes` entry: from which epoch, and what the resume changed."""
     manifest = dict(p.saved_manifest or {})
-    entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads()}
     config = dict(manifest.get("config") or {})
+    # amp/compile may change on resume (they change how, not what, the run computes): say so
+    changed = {k: {"from": config.get(k), "to": getattr(p.cfg, k)} for k in sorted(RESUME_CHANGEABLE)
+               if k in config and config.get(k) != getattr(p.cfg, k)}
+    entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads(),
+                             "runtime": _runtime(p, trainer), "changed": changed}
     if config.get("epochs") != p.cfg.epochs:
         entry["epochs"] = {"from": config.get("epochs"), "to": p.cfg.epochs}
         config["epochs"] = p.cfg.epochs
@@ -637,14 +668,14 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
     ckpt = p.rundir.checkpoint_path("last.pt")
     trainer.model.eval()
     loaded = LoadedModel(
-        module=trainer.model, mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
+        module=trainer.eval_model(), mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
         sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=p.num_classes, source=str(ckpt),
     )
     # with rundir, evaluate writes eval/<dataset>.json, predictions/<dataset>.parquet and the "eval" line
     result = evaluate(
         loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
-        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress,
+        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress, tta=p.recipe.tta,
     )
     from cifarb.eval.table import summary_line
 

@@ -13,6 +13,7 @@ from typing import Any
 from cifarb.errors import CifarbError
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
+TTA_MODES = ("none", "flip")  # the same as cifarb.eval.tta.TTA_MODES (kept torch-free here)
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -44,6 +45,13 @@ class Recipe:
     norm_bias_lr_scale: float = 1.0
     # call the model's data-dependent init (fastnet's init_whitening) on the first training images
     data_init: bool = False
+    # test-time augmentation of the per-epoch test pass and the final evaluation: "none" or "flip"
+    # (mean logits of the image and its mirror image; its cost is part of the epoch's time)
+    tta: str = "none"
+    # exponential moving average of the weights (0: off), evaluated and saved instead of the raw weights;
+    # it starts at `ema_start` (a fraction of the run), before which it copies the weights
+    ema_decay: float = 0.0
+    ema_start: float = 0.0
     # the recipe's origin, so a reader can check it
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -192,6 +200,12 @@ def validate_recipe(r: Recipe, where: str = "hparams") -> None:
         raise bad("label_smoothing", "must be in [0, 1)")
     if number("norm_bias_lr_scale") <= 0:
         raise bad("norm_bias_lr_scale", "must be positive")
+    if r.tta not in TTA_MODES:
+        raise bad("tta", f"is unknown; choose one of: {', '.join(TTA_MODES)}")
+    if not (number("ema_decay") == 0 or 0 < r.ema_decay < 1):
+        raise bad("ema_decay", "must be 0 (off) or in (0, 1), e.g. 0.99")
+    if not 0 <= number("ema_start") < 1:
+        raise bad("ema_start", "must be a fraction of the run in [0, 1)")
     for name in ("nesterov", "decay_norm_and_bias", "data_init"):
         if not isinstance(getattr(r, name), bool):
             raise bad(name, "must be true or false")
