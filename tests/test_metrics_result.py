@@ -68,13 +68,24 @@ def test_b_result_has_the_contract_keys_and_validates():
     assert off["p_subgroup_effect"] is None and off["macro_std_debiased"] is not None
 
 
-def test_results_written_before_the_debiased_keys_still_validate():
+def test_results_written_before_the_debiased_keys_still_validate_and_print():
+    from cifarb.metrics.table import format_result
+
     old = sample_b_result()
     for key in ("macro_std_debiased", "p_subgroup_effect"):
         old.pop(key)
     old["ci95"].pop("macro_std_debiased")
     old["settings"].pop("permutations")
     validate_result(old)
+    old["ci95"]["macro_std"] = [old["macro_std"] + 0.01, old["macro_std"] + 0.03]  # an old percentile CI
+    text = format_result(old)
+    d_line = next(line for line in text.splitlines() if line.startswith("MacroStd debiased"))
+    assert "—" in d_line and "older cifarb" in d_line
+    ms_line = next(line for line in text.splitlines() if line.startswith("MacroStd ") and "debiased" not in line)
+    assert "need not contain the estimate" in ms_line
+    new = format_result(sample_b_result())
+    assert "need not contain" not in new and "p(no subgroup effect) = " in new
+    assert "min-cell-size-worst 30" not in new  # 3,000 images: most cells hold >= 10
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
