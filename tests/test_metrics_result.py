@@ -203,3 +203,19 @@ def test_combine_rejects_mismatched_cells_and_bad_severities():
         combine_corruptions({"fog": {"high": pair_metrics(0.9)}})
     with pytest.raises(ResultValidationError, match="no corruption"):
         combine_corruptions({})
+
+
+@pytest.mark.parametrize("dataset, prefix, warns", [("cifar10", None, False), ("cifar10", 1017, True),
+                                                     ("cifar100", None, True)])
+def test_small_cells_warning_on_the_real_compositions(dataset, prefix, warns):
+    from cifarb.data.cifar_b import load_cifar_b
+    from cifarb.metrics.table import format_result
+
+    bundle = load_cifar_b(dataset)
+    labels, groups = bundle.labels[:prefix], bundle.subgroups[:prefix]
+    m = compute_metrics(labels, labels, groups, class_names=bundle.class_names,
+                        subgroup_names=bundle.subgroup_names, bootstrap=0, null_draws=5)
+    assert ("consider --min-cell-size-worst 30" in format_result(m.to_dict())) is warns
+    m30 = compute_metrics(labels, labels, groups, class_names=bundle.class_names,
+                          subgroup_names=bundle.subgroup_names, bootstrap=0, null_draws=5, min_cell_size_worst=30)
+    assert "min-cell-size-worst 30" not in format_result(m30.to_dict())
