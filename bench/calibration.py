@@ -322,11 +322,32 @@ def _w(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.2f}"
 
 
+def summary(out: dict[str, Any]) -> str:
+    """One row per scenario: every interval's coverage (%), D's and the plug-in's bias (pp), the test's rejections."""
+    cols = [("accuracy", "acc"), ("macro_std_debiased", "D"), ("macro_std", "MacroStd"),
+            ("macro_std_excess", "excess"), ("worst_cell_accuracy", "worst cell"),
+            ("worst_subgroup_accuracy", "worst sub."), ("subgroup_gap", "gap"), ("mean_cell_accuracy", "mean cell")]
+    head = ("| scenario | true MacroStd % | D bias pp | plug-in bias pp | D CI width pp | "
+            + " | ".join(f"{label} cov. %" for _, label in cols)
+            + " | class cov. % (worst) | subgroup cov. % (worst) | p ≤ 0.05 % |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, block in out.items():
+        r = block["rows"]
+        cov = " | ".join(_f(r[name].get("coverage"), False) if name in r else "—" for name, _ in cols)
+        lines.append(
+            f"| {key} | {100 * block['true_macro_std']:.2f} | {_f(r['macro_std_debiased']['bias'])} | "
+            f"{_f(r['macro_std vs true MacroStd']['bias'])} | {_w(r['macro_std_debiased'].get('width'))} | {cov} | "
+            f"{_f(r['class_accuracy']['coverage'], False)} ({_f(r['class_accuracy']['worst_coverage'], False)}) | "
+            f"{_f(r['subgroup_accuracy']['coverage'], False)} ({_f(r['subgroup_accuracy']['worst_coverage'], False)}) | "
+            f"{_f(r['p_subgroup_effect']['reject_5pct'], False)} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(out: dict[str, Any]) -> str:
     lines = []
     for key, block in out.items():
         lines += [f"### {key} (true MacroStd {100 * block['true_macro_std']:.2f} %, "
-                  f"{block['seconds_per_result']:.3f} s per result)", "",
+                  f"{block['seconds_per_result']:.3f} s wall per result on the loaded machine)", "",
                   "| quantity | truth % | bias pp | RMSE pp | coverage % | width pp | contains estimate % |",
                   "|---|---|---|---|---|---|---|"]
         for name, row in block["rows"].items():
@@ -359,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", metavar="JSON", help="instead: print the tables of a --json file again")
     args = ap.parse_args(argv)
     if args.render:
-        print(markdown(json.loads(Path(args.render).read_text())))
+        saved = json.loads(Path(args.render).read_text())
+        print(summary(saved))
+        print(markdown(saved))
         return 0
     if args.timing:
         print("| composition | rest of compute_metrics, CPU s | D's interval, CPU s (x rest) | "
