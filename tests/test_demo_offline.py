@@ -42,6 +42,16 @@ def test_demo_offline_table_and_self_contained_report(no_network, tmp_path, caps
     assert re.search(rf"MacroStd\s+{100 * result['macro_std']:.2f} %\s+\[{100 * lo:.2f}, {100 * hi:.2f}\]", line), line
     assert f"noise floor {100 * result['macro_std_null']:.2f} %" in line
     assert f"excess {100 * result['macro_std_excess']:.2f} %" in line
+    d_line = [x for x in printed.splitlines() if x.startswith("MacroStd debiased")]
+    lo, hi = result["ci95"]["macro_std_debiased"]
+    assert len(d_line) == 1 and f"{100 * result['macro_std_debiased']:.2f} %  [{100 * lo:.2f}, {100 * hi:.2f}]" in d_line[0]
+    assert f"p(no subgroup effect) = {result['p_subgroup_effect']:.3f}" in d_line[0]
+    # no printed interval excludes its own estimate
+    pairs = re.findall(r"(-?\d+\.\d+) %\s+\[(-?\d+\.\d+), (-?\d+\.\d+)\]", printed)
+    assert len(pairs) >= 15
+    for value, low, high in pairs:
+        assert float(low) <= float(value) <= float(high), (value, low, high)
+    assert "consider --min-cell-size-worst 30" in printed  # most of the sample's cells hold < 10 images
     worst = [x for x in printed.splitlines() if x.startswith("worst cell")]
     assert len(worst) == 1 and f"{100 * result['worst_cell_accuracy']:.2f} %" in worst[0]
     assert re.search(r"\w+ / \w+ \(n=\d+\)", worst[0])

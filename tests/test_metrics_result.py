@@ -68,13 +68,24 @@ def test_b_result_has_the_contract_keys_and_validates():
     assert off["p_subgroup_effect"] is None and off["macro_std_debiased"] is not None
 
 
-def test_results_written_before_the_debiased_keys_still_validate():
+def test_results_written_before_the_debiased_keys_still_validate_and_print():
+    from cifarb.metrics.table import format_result
+
     old = sample_b_result()
     for key in ("macro_std_debiased", "p_subgroup_effect"):
         old.pop(key)
     old["ci95"].pop("macro_std_debiased")
     old["settings"].pop("permutations")
     validate_result(old)
+    old["ci95"]["macro_std"] = [old["macro_std"] + 0.01, old["macro_std"] + 0.03]  # an old percentile CI
+    text = format_result(old)
+    d_line = next(line for line in text.splitlines() if line.startswith("MacroStd debiased"))
+    assert "—" in d_line and "older cifarb" in d_line
+    ms_line = next(line for line in text.splitlines() if line.startswith("MacroStd ") and "debiased" not in line)
+    assert "need not contain the estimate" in ms_line
+    new = format_result(sample_b_result())
+    assert "need not contain" not in new and "p(no subgroup effect) = " in new
+    assert "min-cell-size-worst 30" not in new  # 3,000 images: most cells hold >= 10
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -192,3 +203,19 @@ def test_combine_rejects_mismatched_cells_and_bad_severities():
         combine_corruptions({"fog": {"high": pair_metrics(0.9)}})
     with pytest.raises(ResultValidationError, match="no corruption"):
         combine_corruptions({})
+
+
+@pytest.mark.parametrize("dataset, prefix, warns", [("cifar10", None, False), ("cifar10", 1017, True),
+                                                     ("cifar100", None, True)])
+def test_small_cells_warning_on_the_real_compositions(dataset, prefix, warns):
+    from cifarb.data.cifar_b import load_cifar_b
+    from cifarb.metrics.table import format_result
+
+    bundle = load_cifar_b(dataset)
+    labels, groups = bundle.labels[:prefix], bundle.subgroups[:prefix]
+    m = compute_metrics(labels, labels, groups, class_names=bundle.class_names,
+                        subgroup_names=bundle.subgroup_names, bootstrap=0, null_draws=5)
+    assert ("consider --min-cell-size-worst 30" in format_result(m.to_dict())) is warns
+    m30 = compute_metrics(labels, labels, groups, class_names=bundle.class_names,
+                          subgroup_names=bundle.subgroup_names, bootstrap=0, null_draws=5, min_cell_size_worst=30)
+    assert "min-cell-size-worst 30" not in format_result(m30.to_dict())

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="offline demo: bundled ResNet20 on 1,017 bundled CIFAR-10 test images -> table + HTML report",
         description="Evaluate the bundled pretrained ResNet20 on the bundled sample (the first 1,017 real "
         "CIFAR-10 test images) with the CIFAR10-B background-colour subgroups. Prints accuracy per "
-        "subgroup, MacroStd with its 95 % CI, noise floor and excess, and the worst (class, subgroup) "
+        "subgroup, the debiased MacroStd with its 95 % CI and p-value, MacroStd with its noise floor and "
+        "excess, and the worst (class, subgroup) "
         "cell; writes DIR/report.html (self-contained, with a class x subgroup heatmap) and DIR/result.json. "
         "Needs no network and no downloaded data.",
     )

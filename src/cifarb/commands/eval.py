@@ -11,7 +11,8 @@ DATASETS = ("cifar10-b", "cifar100-b", "cifar10-c", "cifar100-c", "cifar10.1")
 
 DESCRIPTION = """\
 Evaluate a classifier and report subgroup discrepancy: accuracy per background-colour subgroup,
-MacroStd with its 95 % bootstrap CI, the MacroStd noise floor and excess, and the worst cell.
+the debiased MacroStd with its 95 % CI and the permutation p-value of "no subgroup effect", the
+paper's MacroStd with its noise floor and excess, and the worst cell (docs/metrics.md).
 
 MODEL SPEC is one of:
   resnet20|resnet32|resnet44|resnet56|resnet110   zoo models (ResNet20 is bundled; others: see

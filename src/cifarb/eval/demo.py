@@ -146,9 +146,9 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
             f"{result['n_images']:,} of the {result['n_official']:,} CIFAR-10 test images; 95 % intervals in "
             "brackets; values in percent.",
         ], html=table_html(["metric", "value %", "95% CI", "note"], summary_rows(result)), warnings=[
-            "1,017 images are a small sample: many cells hold only a few images, so MacroStd carries a large "
-            "noise floor (the MacroStd expected with no subgroup effect at all). Read the excess over that "
-            "floor, and the 95 % bootstrap intervals, not MacroStd alone.",
+            "1,017 images are a small sample: many cells hold only a few images, so the paper's MacroStd carries "
+            "a large noise floor (the MacroStd expected with no subgroup effect at all). Read the debiased "
+            "MacroStd with its interval and the permutation p-value, not MacroStd alone.",
         ]),
         Section("Class x subgroup accuracy", figures=figures),
         Section("Accuracy per subgroup (background colour)",
@@ -165,11 +165,20 @@ def run_demo(out_dir: Path | str, *, progress: bool = True, bootstrap: int = 100
         "classes of the standard deviation of cell accuracies inside the class, each cell weighted by its "
         "share of the class's images (Chiu, Chen and Ma, ICCV 2023). 0 means every subgroup of a class is "
         "classified equally well.",
-        "The noise floor (macro_std_null) is the mean MacroStd of simulated predictions in which every cell "
-        "of a class has the class's accuracy; the excess is MacroStd minus that floor. Intervals are "
-        f"percentile 95 % intervals of a stratified bootstrap ({result['settings']['bootstrap']} resamples "
-        f"within cells, seed {result['settings']['seed']}); for MacroStd and the worst-case metrics the "
-        "bootstrap distribution is biased, so their intervals need not contain the point estimate.",
+        "The debiased MacroStd (D) subtracts from each class's cell variance its binomial noise "
+        "(sum_g w_g (1 - w_g) a_g (1 - a_g) / (n_g - 1)) before the square root, so it estimates the model's "
+        "true MacroStd; its interval comes from inverting a test over simulated test sets and covers the true "
+        "value (docs/bench/calibration.md). p(no subgroup effect) is a within-class permutation test of the "
+        "subgroup labels "
+        f"({result['settings'].get('permutations')} permutations): a small p says the subgroup pattern is more "
+        "than chance. The noise floor (macro_std_null) is the mean MacroStd of simulated predictions in which "
+        "every cell of a class has the class's accuracy; the excess is MacroStd minus that floor.",
+        f"Intervals ({result['settings']['bootstrap']} stratified bootstrap resamples, seed "
+        f"{result['settings']['seed']}, where a bootstrap is used): accuracy percentile; MacroStd and excess "
+        "re-centred percentile, an interval for the plug-in's own expectation at this test-set composition, not "
+        "for the model's spread; worst cell and worst subgroup min-of-Wilson bounds; gap pairwise Newcombe "
+        "bounds; mean cell accuracy normal; class and subgroup accuracies Wilson. Every interval contains its "
+        "estimate.",
     ]))
     sections.append(Section("Provenance", paragraphs=[
         "Data: " + SAMPLE_PROVENANCE,

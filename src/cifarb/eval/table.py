@@ -57,17 +57,18 @@ def summary_line(result: Mapping[str, Any]) -> str:
 
 
 def corruption_table(result: Mapping[str, Any]) -> str:
-    """One row per corruption: accuracy at each severity, then MacroStd and excess averaged over severities."""
+    """One row per corruption: accuracy at each severity, then D, MacroStd and excess averaged over severities."""
     corr = result["corruptions"]
     severities = sorted({s for by_sev in corr.values() for s in by_sev}, key=int)
     rows = []
     for name, by_sev in corr.items():
         blocks = list(by_sev.values())
+        d = _mean([b.get("macro_std_debiased") for b in blocks])
         ms = _mean([b.get("macro_std") for b in blocks])
         ex = _mean([b.get("macro_std_excess") for b in blocks])
         rows.append([name, *(pct(by_sev[s]["accuracy"], 1) if s in by_sev else None for s in severities),
-                     pct(ms), None if ex is None else f"{100 * ex:+.2f}"])
-    return render_table(["corruption", *(f"acc% s{s}" for s in severities), "MacroStd %", "excess pp"], rows)
+                     pct(d), pct(ms), None if ex is None else f"{100 * ex:+.2f}"])
+    return render_table(["corruption", *(f"acc% s{s}" for s in severities), "D %", "MacroStd %", "excess pp"], rows)
 
 
 def class_table(result: Mapping[str, Any]) -> str:
@@ -83,7 +84,7 @@ def eval_text(result: Mapping[str, Any], model: str | None = None) -> str:
 
     parts = [format_result(result, title=headline(result, model))]
     if result.get("corruptions"):
-        parts += ["", "per corruption (MacroStd and excess: means over severities):", corruption_table(result)]
+        parts += ["", "per corruption (D, MacroStd and excess: means over severities):", corruption_table(result)]
     elif not result.get("cells"):
         parts += ["", class_table(result), "", "(no subgroup labels: MacroStd is not defined for this set)"]
     return "\n".join(parts)

@@ -375,3 +375,99 @@ def basic_ci(samples: np.ndarray, estimate: float) -> tuple[float, float]:
     """
     lo, hi = np.quantile(samples, [0.025, 0.975])
     return 2.0 * estimate - float(hi), 2.0 * estimate - float(lo)
+
+
+Z95 = 1.959963984540054  # Φ⁻¹(0.975)
+
+
+def z_quantile(tail: float) -> float:
+    """Φ⁻¹(1 - tail): the normal quantile leaving `tail` above it (standard library, no scipy)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1.0 - tail)
+
+
+def wilson(k: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion k / n, elementwise; NaN where n == 0."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    safe = np.where(n > 0, n, 1.0)
+    p = k / safe
+    z2 = z * z
+    denom = 1.0 + z2 / safe
+    centre = (p + z2 / (2 * safe)) / denom
+    half = z * np.sqrt(np.maximum(p * (1 - p) / safe + z2 / (4 * safe * safe), 0.0)) / denom
+    lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    # Wilson contains p exactly; rounding at p in {0, 1} must not push an end past it
+    return np.minimum(lo, np.where(n > 0, p, np.nan)), np.maximum(hi, np.where(n > 0, p, np.nan))
+
+
+def min_of_wilson(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """95 % interval for min_j p_j from J independent proportions: [min_j L_j(z), min_j U_j(z_J)].
+
+    The lower end fails only if the true minimum's own lower bound exceeds it (one-sided 2.5 % at
+    z = 1.96); the upper end fails only if some U_j < p_j, kept below 2.5 % by the union bound
+    z_J = Φ⁻¹(1 - 0.025 / J). Contains the estimate min_j k_j / n_j.
+    """
+    lo, _ = wilson(k, n, Z95)
+    _, hi = wilson(k, n, z_quantile(0.025 / k.size))
+    return float(lo.min()), float(hi.min())
+
+
+def newcombe(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray,
+             z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid-score interval (his method 10) for p1 - p2 of independent proportions."""
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    p1, p2 = k1 / n1, k2 / n2
+    d = p1 - p2
+    return d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def gap_interval(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """95 % interval for max_i p_i - min_j p_j of J independent proportions (the subgroup gap).
+
+    The gap is the largest ordered-pair difference p_i - p_j. Lower end: every ordered pair's
+    Newcombe lower bound at the union-bound z = Φ⁻¹(1 - 0.025 / (J (J - 1))) is below its difference,
+    hence below the gap, so their maximum is (clipped at 0). Upper end: the true maximising pair's
+    one-sided 1.96 upper bound, so the maximum of all pairs' upper bounds. Contains the estimate.
+    """
+    J = k.size
+    if J < 2:
+        return 0.0, 0.0
+    i, j = np.triu_indices(J, 1)
+    lo_u, hi_u = newcombe(k[i], n[i], k[j], n[j], z_quantile(0.025 / (J * (J - 1))))
+    lo_z, hi_z = newcombe(k[i], n[i], k[j], n[j], Z95)
+    lo = max(0.0, float(np.maximum(lo_u, -hi_u).max()))
+    hi = float(np.maximum(hi_z, -lo_z).max())
+    return lo, min(hi, 1.0)
+
+
+def mean_cell_interval(n: np.ndarray, k: np.ndarray) -> tuple[float, float]:
+    """Normal 95 % interval for the unweighted mean of cell accuracies, clipped to [0, 1].
+
+    Var = sum_cells v_cg / K^2 with v_cg = a (1 - a) / (n - 1), unbiased for the cell's binomial
+    variance; a one-image cell borrows its class's m_c (1 - m_c).
+    """
+    present = n > 0
+    a = cell_accuracy(n, k)
+    n_c = n.sum(axis=1)
+    m_c = np.divide(k.sum(axis=1), n_c, out=np.zeros(n_c.shape), where=n_c > 0)
+    v = np.divide(a * (1 - a), n - 1.0, out=np.zeros(a.shape), where=n >= 2)
+    v = np.where(n == 1, (m_c * (1 - m_c))[:, None], v)
+    est = float(a[present].mean())
+    half = Z95 * float(np.sqrt(v[present].sum())) / int(present.sum())
+    return max(0.0, est - half), min(1.0, est + half)
+
+
+def recentred_ci(samples: np.ndarray, estimate: float, lower: float, upper: float) -> tuple[float, float]:
+    """Re-centred percentile 95 % interval: [q2.5 - b, q97.5 - b], b = mean(samples) - estimate.
+
+    Removes the bootstrap's own bias (resampling adds cell noise on top of the data's), then clips
+    to [lower, upper] and widens, if needed, to contain the estimate.
+    """
+    b = float(samples.mean()) - estimate
+    lo, hi = np.quantile(samples, [0.025, 0.975])
+    lo, hi = max(lower, float(lo) - b), min(upper, float(hi) - b)
+    return min(lo, estimate), max(hi, estimate)

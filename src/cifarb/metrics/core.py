@@ -258,20 +258,65 @@ class SubgroupMetrics:
         return out
 
 
+def _pairs(lo: np.ndarray, hi: np.ndarray, names: Sequence[str]) -> dict[str, Interval | None]:
+    return {name: _interval(lo[i], hi[i]) for i, name in enumerate(names)}
+
+
+def table_intervals(n: np.ndarray, k: np.ndarray, boot: dict[str, np.ndarray], values: dict[str, float | None],
+                    class_names: Sequence[str], subgroup_names: Sequence[str], *, min_cell_size_worst: int
+                    ) -> tuple[dict[str, Interval | None], dict[str, Interval | None], dict[str, Interval | None],
+                               np.ndarray]:
+    """(ci95, class CIs, subgroup CIs, cell CIs (2, C, G)) of one cell table (docs/metrics.md).
+
+    accuracy: percentile of the stratified bootstrap `boot` (containing the estimate); macro_std and
+    its excess: re-centred percentile (for the plug-in's expectation at this composition); worst cell
+    and worst subgroup: min-of-Wilson; gap: pairwise Newcombe with a union bound; mean cell accuracy:
+    normal; class, subgroup and cell accuracies: Wilson. `macro_std_debiased` is left None here: its
+    interval is the test inversion of `debiased_ci_and_test`. Every interval lies in [0, 1]
+    (excess: [-1, 1]) and contains its estimate.
+    """
+    ci: dict[str, Interval | None] = dict.fromkeys(CI_METRICS)
+    lo, hi = E.percentile_ci(boot["accuracy"])
+    ci["accuracy"] = _interval(lo, hi, values["accuracy"])
+    for name, lower in (("macro_std", 0.0), ("macro_std_excess", -1.0)):
+        if values[name] is not None:
+            ci[name] = E.recentred_ci(boot[name], float(values[name]), lower, 1.0)
+    qualifies = (n > 0) & (n >= min_cell_size_worst)
+    if values["worst_cell_accuracy"] is not None and qualifies.any():
+        ci["worst_cell_accuracy"] = E.min_of_wilson(k[qualifies], n[qualifies])
+    n_g, k_g = n.sum(axis=0), k.sum(axis=0)
+    present_g = n_g > 0
+    ci["worst_subgroup_accuracy"] = E.min_of_wilson(k_g[present_g], n_g[present_g])
+    ci["subgroup_gap"] = E.gap_interval(k_g[present_g], n_g[present_g])
+    ci["mean_cell_accuracy"] = E.mean_cell_interval(n, k)
+    class_ci = _pairs(*E.wilson(k.sum(axis=1), n.sum(axis=1)), class_names)
+    sub_ci = _pairs(*E.wilson(k_g, n_g), subgroup_names)
+    return ci, class_ci, sub_ci, np.stack(E.wilson(k, n))
+
+
 def intervals_from_samples(boot: dict[str, np.ndarray], values: dict[str, float | None],
                            class_acc: dict[str, float | None], sub_acc: dict[str, float | None]
                            ) -> tuple[dict[str, Interval | None], dict[str, Interval | None],
                                       dict[str, Interval | None]]:
-    """(ci95, class CIs, subgroup CIs) from bootstrap samples (replicates on axis 0).
+    """(ci95, class CIs, subgroup CIs) of a mean over corruption pairs, from its joint-resample samples.
 
-    `boot` holds the CI_METRICS plus "class_accuracy" (B, C) and "subgroup_accuracy" (B, G); the
-    accuracy-type intervals are made to contain their point estimate (see `_interval`).
+    Means of accuracies (overall, mean cell, class, subgroup) get the percentile interval containing
+    the estimate; macro_std, its excess, the worst cell / subgroup and the gap the re-centred
+    percentile interval (their resampled means carry the resampling's bias); `macro_std_debiased`
+    the basic interval. `boot` holds CI_METRICS plus "class_accuracy" (B, C) and "subgroup_accuracy" (B, G).
     """
     ci: dict[str, Interval | None] = {}
     for name in CI_METRICS:
-        lo, hi = E.percentile_ci(boot[name])
-        keep_point = values[name] if name in E.ACCURACY_TYPE else None
-        ci[name] = None if values[name] is None else _interval(lo, hi, keep_point)
+        value = values[name]
+        if value is None:
+            ci[name] = None
+        elif name in E.ACCURACY_TYPE:
+            ci[name] = _interval(*E.percentile_ci(boot[name]), value)
+        elif name == "macro_std_debiased":
+            lo, hi = E.basic_ci(boot[name], value)
+            ci[name] = _interval(max(lo, 0.0), min(hi, 1.0), value)
+        else:
+            ci[name] = E.recentred_ci(boot[name], value, -1.0 if name == "macro_std_excess" else 0.0, 1.0)
     lo, hi = E.percentile_ci(boot["class_accuracy"])
     class_ci = {name: _interval(lo[i], hi[i], v) for i, (name, v) in enumerate(class_acc.items())}
     lo, hi = E.percentile_ci(boot["subgroup_accuracy"])
@@ -317,9 +362,8 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
     if n_boot:
         boot = E.scalar_metrics(n, replicates, **opts)
         boot["macro_std_excess"] = boot["macro_std"] - null  # the floor is a fixed function of n and m_c
-        ci, class_ci, sub_ci = intervals_from_samples(boot, values, class_acc, sub_acc)
-        cell_acc = np.where(n > 0, E.cell_accuracy(n, replicates), np.nan)
-        cell_ci = np.stack(E.percentile_ci(cell_acc))
+        ci, class_ci, sub_ci, cell_ci = table_intervals(n, k, boot, values, cnames, gnames,
+                                                        min_cell_size_worst=int(min_cell_size_worst))
     d_ci, p_value = debiased_ci_and_test(n, k, seed=int(seed), min_cell_size=int(min_cell_size),
                                          with_ci=n_boot > 0, permutations=int(permutations))
     if ci is not None:

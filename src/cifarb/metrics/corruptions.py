@@ -13,12 +13,12 @@ from cifarb.metrics import _engine as E
 from cifarb.metrics.core import (
     PERMUTATIONS,
     _check_settings,
-    _interval,
     debiased_ci_and_test,
     intervals_from_samples,
     metrics_from_counts,
     prepare_arrays,
     seed_sequences,
+    table_intervals,
 )
 from cifarb.metrics.result import MEAN_SCALARS, PAPER18, combine_corruptions, normalise_pairs
 
@@ -138,7 +138,8 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
     for j, (name, sev) in enumerate(keys):
         d = per_pair[name][sev]
         boot = {key: v[:, j] for key, v in samples.items()}
-        ci, class_ci, sub_ci = intervals_from_samples(boot, d, d["class_accuracy"], d["subgroup_accuracy"])
+        ci, class_ci, sub_ci, _ = table_intervals(n, singles[j].k, boot, d, cnames, gnames,
+                                                  min_cell_size_worst=int(min_cell_size_worst))
         ci["macro_std_debiased"], d["p_subgroup_effect"] = debiased_ci_and_test(
             n, singles[j].k, seed=int(seed), min_cell_size=int(min_cell_size), with_ci=True,
             permutations=int(permutations))
@@ -151,9 +152,6 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
         # a metric is defined for all pairs or for none (they share cells), so a plain mean suffices
         boot = {key: samples[key][:, members].astype(np.float64).mean(axis=1) for key in samples}
         ci, class_ci, sub_ci = intervals_from_samples(boot, block, block["class_accuracy"], block["subgroup_accuracy"])
-        if block["macro_std_debiased"] is not None:
-            lo, hi = E.basic_ci(boot["macro_std_debiased"], block["macro_std_debiased"])
-            ci["macro_std_debiased"] = _interval(max(lo, 0.0), min(hi, 1.0), block["macro_std_debiased"])
         block["ci95"] = _lists(ci)
         if with_maps:
             block["class_accuracy_ci95"] = _lists(class_ci)
