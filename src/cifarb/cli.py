@@ -93,8 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from cifarb import _extras
+
     try:
+        _extras.check_command(args)
         return int(func(args) or 0)
+    except ModuleNotFoundError as exc:  # an optional dependency imported deep inside a command
+        extra = _extras.missing_module(exc.name)
+        if extra is None:
+            raise
+        what = f"`cifarb {_extras.command_name(args)}`"
+        print(f"cifarb: error: {_extras.message(extra, what, exc.name)}", file=sys.stderr)
+        return 1
     except CifarbError as exc:
         print(f"cifarb: error: {exc}", file=sys.stderr)
         return exc.exit_code

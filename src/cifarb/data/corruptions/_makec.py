@@ -55,14 +55,19 @@ def frost_substitute_reason() -> str | None:
     return frost_photos()[1]
 
 
-def _library_versions() -> dict[str, str]:
+def _library_versions() -> dict[str, str | None]:
+    import importlib.metadata
+
     import cv2
     import PIL
     import scipy
-    import skimage
 
+    try:  # not used to make images (only a test reference), so not a dependency: recorded when installed
+        skimage_version: str | None = importlib.metadata.version("scikit-image")
+    except importlib.metadata.PackageNotFoundError:
+        skimage_version = None
     return {
-        "numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__,
+        "numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage_version,
         "opencv": cv2.__version__, "pillow": PIL.__version__,
     }
 
