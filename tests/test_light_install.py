@@ -54,9 +54,10 @@ assert main(["metrics", {str(tmp_path / 'q.csv')!r}, "--groups", {str(tmp_path /
              "--bootstrap", "0"]) == 0
 assert main(["report", {str(a)!r}, {str(b)!r}, "--format", "md"]) == 0
 assert main(["compare", {str(a)!r}, {str(b)!r}]) == 0
-from cifarb.metrics import compute_metrics
-m = compute_metrics([0, 1, 1], [0, 1, 0], [0, 0, 1], bootstrap=0)
+m = cifarb.compute_metrics([0, 1, 1], [0, 1, 0], [0, 0, 1], bootstrap=0)
 assert m.accuracy == 2 / 3
+ev = cifarb.evaluate_predictions({str(tmp_path / 'p.npy')!r}, dataset="cifar100-super", bootstrap=0)
+assert ev.n_images == 10_000 and "MacroStd" in ev.summary()
 loaded = sorted(n for n in sys.modules if n.split(".")[0] in ("torch", "torchvision", "cv2"))
 assert not loaded, loaded
 try:

@@ -393,6 +393,12 @@ def read_group_predictions(path: Path | str, table: GroupTable) -> Joined:
                               f".npy/.npz (one id per groups row) or .csv/.parquet with {table.key_column},prediction")
         frame = _read_table(path, "predictions")
         frame = frame.rename(columns=lambda c: c.lower())
+    return join_predictions(frame, table, path)
+
+
+def join_predictions(frame: Any, table: GroupTable, path: Path | str = "predictions") -> Joined:
+    """Join a predictions frame (the table's key column + `prediction`, optional `label`) to `table`."""
+    path = Path(path)
     missing = [c for c in (table.key_column, "prediction") if c not in frame.columns]
     if missing:
         raise CifarbError(f"{path}: has no column {' or '.join(map(repr, missing))} (found: "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mmap
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,10 +63,9 @@ def resolve_device(device: str | None = None) -> torch.device:
 
 
 def _progress_bar(total: int, desc: str, progress: bool) -> Any:
-    from tqdm.auto import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not progress or not sys.stderr.isatty())
+    return progress_bar(total, desc, unit="img", progress=progress)  # terminal or notebook only
 
 
 def predict(

@@ -32,6 +32,9 @@ def score_arrays(labels: np.ndarray, predictions: np.ndarray, subgroups: np.ndar
     """The result JSON and metrics of aligned per-sample arrays; `opts` go to compute_metrics."""
     from cifarb.metrics import build_result, compute_metrics
 
+    provenance = dict(provenance)
+    if provenance.get("model") is None:  # arrays handed to the Python API: there is no file to name
+        provenance["model"] = "in-memory predictions"
     metrics = compute_metrics(labels, predictions, subgroups, n_classes=len(class_names),
                               n_subgroups=len(subgroup_names), class_names=list(class_names),
                               subgroup_names=list(subgroup_names), **opts)

@@ -222,6 +222,27 @@ class SubgroupMetrics:
 
         return pd.Series(self.subgroup_accuracy, name="accuracy", dtype="float64").rename_axis("subgroup")
 
+    # --- notebook display (cifarb.metrics.evaluation renders the same views for results) ----------
+    def _display_dict(self) -> dict[str, Any]:
+        shape = f"({len(self.class_names)} classes x {len(self.subgroup_names)} subgroups)"
+        return {"dataset": shape, "n_images": self.n_images, "n_official": self.n_images, **self.to_dict()}
+
+    def __repr__(self) -> str:
+        from cifarb.metrics.evaluation import short_repr
+
+        return short_repr(self._display_dict(), "SubgroupMetrics")
+
+    def _repr_html_(self) -> str:
+        from cifarb.metrics.evaluation import html_table
+
+        return html_table(self._display_dict(), "SubgroupMetrics")
+
+    def summary(self) -> str:
+        """The readable report `cifarb metrics` prints, for these metrics."""
+        from cifarb.metrics.table import format_result
+
+        return format_result(self._display_dict())
+
     # --- exports ----------------------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
         """Non-empty cells: columns class, subgroup, n, correct, accuracy (+ ci_lo, ci_hi with CIs)."""

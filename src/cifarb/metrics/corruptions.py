@@ -52,8 +52,10 @@ def _joint_replicates(y: np.ndarray, g: np.ndarray, correct: np.ndarray, n_class
     chunks = [min(per_chunk, bootstrap - s) for s in range(0, bootstrap, per_chunk)]
     from tqdm.auto import tqdm
 
+    from cifarb._progress import show_progress
+
     bar = tqdm(total=bootstrap, desc="bootstrap", unit="resample", file=sys.stderr,
-               disable=not progress or not sys.stderr.isatty(), leave=False)
+               disable=not show_progress(progress), leave=False)
     try:
         for size in chunks:
             # slot i of a replicate draws a uniform image of its own cell: resampling within cells
@@ -105,8 +107,10 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
     n = E.cell_counts(y, correct[:, 0], g, C, G)[0]  # the same images, hence cells, for every pair
     from tqdm.auto import tqdm
 
+    from cifarb._progress import show_progress
+
     pair_bar = tqdm(range(len(keys)), desc="metrics per pair", unit="pair", file=sys.stderr, leave=False,
-                    disable=not progress or not sys.stderr.isatty())
+                    disable=not show_progress(progress))
     for j in pair_bar:  # the noise floor (null_draws per pair) dominates this loop on CIFAR100-C
         k = E.cell_counts(y, correct[:, j], g, C, G)[1]
         singles.append(metrics_from_counts(n, k, class_names=cnames, subgroup_names=gnames, bootstrap=0, seed=seed,

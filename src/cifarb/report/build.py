@@ -451,4 +451,6 @@ def _progress(items: Sequence[Any], progress: bool, desc: str) -> Iterable[Any]:
 
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, file=sys.stderr, disable=not progress or not sys.stderr.isatty(), leave=False)
+    from cifarb._progress import show_progress
+
+    return tqdm(items, desc=desc, file=sys.stderr, disable=not show_progress(progress), leave=False)
