@@ -16,8 +16,8 @@ import pytest  # noqa: E402
 
 import cifarb  # noqa: E402
 from cifarb.cli import main  # noqa: E402
+from cifarb.eval.evaluation import Evaluation  # noqa: E402
 from cifarb.metrics import compute_metrics, validate_result  # noqa: E402
-from cifarb.metrics.evaluation import Evaluation  # noqa: E402
 from cifarb.metrics.table import format_result  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def test_evaluation_views(preds10, tmp_path):
     html = ev._repr_html_()
     assert html.startswith("<div>") and "<table>" in html and "MacroStd" in html
     assert "MacroStd debiased" in html and "—" in html  # a key this result may lack shows as missing
-    assert ev.summary() == format_result(ev.to_dict())
+    assert ev.summary() == format_result(ev.to_dict(), title="cifar10-b: 10,000 of 10,000 images")
     c10 = cifarb.load_cifar_b("cifar10")
     by_class = ev.by_class
     assert list(by_class.columns) == ["class", "n", "correct", "accuracy", "ci_lo", "ci_hi"]

@@ -26,7 +26,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "metrics_from_counts": ("cifarb.metrics.core", "metrics_from_counts"),
     "SubgroupMetrics": ("cifarb.metrics.core", "SubgroupMetrics"),
     "SubgroupAccumulator": ("cifarb.metrics.streaming", "SubgroupAccumulator"),
-    "Evaluation": ("cifarb.metrics.evaluation", "Evaluation"),
+    "Evaluation": ("cifarb.eval.evaluation", "Evaluation"),
     "validate_result": ("cifarb.metrics.result", "validate_result"),
     # the commands as functions
     "evaluate_predictions": ("cifarb.api", "evaluate_predictions"),
@@ -36,6 +36,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     # data
     "load_cifar_b": ("cifarb.data.cifar_b", "load_cifar_b"),
     "load_cifar": ("cifarb.data.readers", "load_cifar"),
+    "load_demo_sample": ("cifarb.data.sample", "load_demo_sample"),
     "load_superclasses": ("cifarb.data.superclasses", "load_superclasses"),
     "read_groups": ("cifarb.data.groups", "read_groups"),
     # plots on a matplotlib Axes

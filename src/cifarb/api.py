@@ -19,7 +19,7 @@ from cifarb.errors import CifarbError, UsageError
 
 if TYPE_CHECKING:
     from cifarb.data.readers import CorruptionSet, ImageSet
-    from cifarb.metrics.evaluation import Evaluation
+    from cifarb.eval.evaluation import Evaluation
     from cifarb.models.zoo import LoadedModel
     from cifarb.report.compare import Comparison
 
@@ -65,7 +65,7 @@ def evaluate_predictions(
         (1.0, 0.0)
     """
     from cifarb.eval import predictions as P
-    from cifarb.metrics.evaluation import Evaluation
+    from cifarb.eval.evaluation import Evaluation
 
     opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst)
     if groups is not None:
@@ -176,7 +176,7 @@ def evaluate(
         ...                      std=(0.25, 0.24, 0.26), root="../shared/data", trust_local=True)
         >>> ev.summary()                                                           # doctest: +SKIP
     """
-    from cifarb.metrics.evaluation import Evaluation
+    from cifarb.eval.evaluation import Evaluation
 
     E = importlib.import_module("cifarb.eval.evaluate")  # the module (cifarb.eval.evaluate is also a function)
     key = dataset.strip().lower()
@@ -207,8 +207,8 @@ def _evaluate_superclasses(loaded: LoadedModel, data: Any, *, batch_size: int, d
     import pandas as pd
 
     from cifarb.data.superclasses import load_superclasses
+    from cifarb.eval.evaluation import Evaluation
     from cifarb.eval.predictions import score_superclasses
-    from cifarb.metrics.evaluation import Evaluation
 
     E = importlib.import_module("cifarb.eval.evaluate")  # the module (cifarb.eval.evaluate is also a function)
     _, logits = E.predict(loaded.module, data.images[:1], loaded.mean, loaded.std, batch_size=1, device=device)

@@ -222,18 +222,18 @@ class SubgroupMetrics:
 
         return pd.Series(self.subgroup_accuracy, name="accuracy", dtype="float64").rename_axis("subgroup")
 
-    # --- notebook display (cifarb.metrics.evaluation renders the same views for results) ----------
+    # --- notebook display (cifarb.metrics.display, shared with cifarb.Evaluation) ---------------
     def _display_dict(self) -> dict[str, Any]:
         shape = f"({len(self.class_names)} classes x {len(self.subgroup_names)} subgroups)"
         return {"dataset": shape, "n_images": self.n_images, "n_official": self.n_images, **self.to_dict()}
 
     def __repr__(self) -> str:
-        from cifarb.metrics.evaluation import short_repr
+        from cifarb.metrics.display import short_repr
 
         return short_repr(self._display_dict(), "SubgroupMetrics")
 
     def _repr_html_(self) -> str:
-        from cifarb.metrics.evaluation import html_table
+        from cifarb.metrics.display import html_table
 
         return html_table(self._display_dict(), "SubgroupMetrics")
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 def as_result(obj: Any) -> Mapping[str, Any]:
     """The result dict of an Evaluation, a SubgroupMetrics or a result dict."""
+    from cifarb.eval.evaluation import Evaluation
     from cifarb.metrics.core import SubgroupMetrics
-    from cifarb.metrics.evaluation import Evaluation
 
     if isinstance(obj, Evaluation):
         return obj.result
@@ -91,19 +91,19 @@ def _bars(frame: Any, column: str, ax: Axes, title: str) -> Axes:
 
 def plot_subgroups(obj: Any, ax: Axes | None = None, *, title: str | None = None) -> Axes:
     """Pooled accuracy per subgroup with its 95% CI as error bars (when the result has CIs)."""
-    from cifarb.metrics.evaluation import Evaluation
+    from cifarb.metrics.display import group_frame
 
     result = as_result(obj)
-    frame = Evaluation(dict(result)).by_subgroup
+    frame = group_frame(result, "subgroup")
     ax = _axes(ax, (max(5.0, 0.5 * len(frame) + 2), 3.5))
     return _bars(frame, "subgroup", ax, title or f"{result.get('dataset', '')}: accuracy per subgroup")
 
 
 def plot_classes(obj: Any, ax: Axes | None = None, *, title: str | None = None) -> Axes:
     """Accuracy per class with its 95% CI as error bars (when the result has CIs)."""
-    from cifarb.metrics.evaluation import Evaluation
+    from cifarb.metrics.display import group_frame
 
     result = as_result(obj)
-    frame = Evaluation(dict(result)).by_class
+    frame = group_frame(result, "class")
     ax = _axes(ax, (max(5.0, 0.3 * len(frame) + 2), 3.5))
     return _bars(frame, "class", ax, title or f"{result.get('dataset', '')}: accuracy per class")
