@@ -45,6 +45,7 @@ def evaluate_predictions(
     seed: int = 0,
     min_cell_size: int = 1,
     min_cell_size_worst: int = 10,
+    permutations: int = 999,
 ) -> Evaluation:
     """Subgroup metrics of predictions already made: `cifarb metrics` as a function. No torch, no images.
 
@@ -55,6 +56,8 @@ def evaluate_predictions(
     groups: instead of `dataset`, a groups / SubpopBench / WILDS-style metadata file (docs/datasets.md);
         arrays then hold one prediction per row of it (after `split`), or per key in `indices`.
     predicted: cifar100-super only: "fine" (0..99, default) or "coarse" (0..19) class ids.
+    bootstrap, seed, min_cell_size, min_cell_size_worst, permutations: as the command's flags
+        (docs/metrics.md); bootstrap=0 turns CIs and the permutation p-value off.
 
     Example::
 
@@ -67,7 +70,8 @@ def evaluate_predictions(
     from cifarb.eval import predictions as P
     from cifarb.eval.evaluation import Evaluation
 
-    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst)
+    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
+                permutations=permutations)
     if groups is not None:
         dataset = None
     if isinstance(predictions, (str, Path)):
@@ -152,6 +156,7 @@ def evaluate(
     seed: int = 0,
     min_cell_size: int = 1,
     min_cell_size_worst: int = 10,
+    permutations: int = 999,
     subgroup_names: Sequence[str] | None = None,
     corruptions: Sequence[str] | None = None,
     save_logits: bool = False,
@@ -186,7 +191,8 @@ def evaluate(
     loaded = load_model(model, arch=arch, mean=mean, std=std, num_classes=None if super_set else n_classes)
     if data is None:
         data = E.load_eval_data(base_name, root=root, trust_local=trust_local, corruptions=corruptions)
-    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst)
+    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
+                permutations=permutations)
     if super_set:
         return _evaluate_superclasses(loaded, data, batch_size=batch_size, device=device, progress=progress,
                                       save_logits=save_logits, **opts)

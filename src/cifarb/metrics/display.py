@@ -50,8 +50,9 @@ def short_repr(result: Mapping[str, Any], kind: str = "Evaluation") -> str:
     parts = [f"{kind} {result.get('dataset', '?')}", f"{n:,} images" if isinstance(n, int) else "? images",
              f"accuracy {_pct(result.get('accuracy'))}"]
     if result.get("macro_std") is not None:
+        debiased = f", debiased {_pct(result['macro_std_debiased'])}" if result.get("macro_std_debiased") is not None else ""
         parts.append(f"MacroStd {_pct(result.get('macro_std'))} (floor {_pct(result.get('macro_std_null'))}, "
-                     f"excess {_pct(result.get('macro_std_excess'))})")
+                     f"excess {_pct(result.get('macro_std_excess'))}{debiased})")
     return "<" + ", ".join(parts) + ">"
 
 

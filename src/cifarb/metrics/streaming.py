@@ -26,7 +26,7 @@ import numpy as np
 
 from cifarb.metrics import _engine as E
 from cifarb.metrics._engine import MetricsInputError
-from cifarb.metrics.core import SubgroupMetrics, _names, metrics_from_counts
+from cifarb.metrics.core import PERMUTATIONS, SubgroupMetrics, _names, metrics_from_counts
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -108,11 +108,12 @@ class SubgroupAccumulator:
         self.n, self.k = arr[0].copy(), arr[1].copy()
 
     def compute(self, *, bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1, min_cell_size_worst: int = 10,
-                null_draws: int = 1000) -> SubgroupMetrics:
+                null_draws: int = 1000, permutations: int = PERMUTATIONS) -> SubgroupMetrics:
         """All contract metrics of the samples seen so far (the same as `compute_metrics` on them)."""
         return metrics_from_counts(self.n, self.k, class_names=self.class_names, subgroup_names=self.subgroup_names,
                                    bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
-                                   min_cell_size_worst=min_cell_size_worst, null_draws=null_draws)
+                                   min_cell_size_worst=min_cell_size_worst, null_draws=null_draws,
+                                   permutations=permutations)
 
     def __repr__(self) -> str:
         return (f"<SubgroupAccumulator {self.n_classes} classes x {self.n_subgroups} subgroups, "
