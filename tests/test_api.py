@@ -227,3 +227,15 @@ def test_evaluate_a_plain_module_equals_the_eval_command(tmp_path, shared_data):
     assert got == cli
     with pytest.raises(cifarb.CifarbError, match="mean= and std="):
         cifarb.evaluate(tiny_net(), dataset="cifar10-b", root=shared_data, trust_local=True)
+
+
+def test_compare_is_the_compare_command_as_a_function():
+    from pathlib import Path
+
+    from cifarb.report.compare import compare_runs
+
+    fixtures = Path(__file__).resolve().parent / "fixtures_runs"
+    a, b = fixtures / "cifar10-fastnet-standard-s0", fixtures / "cifar10-fastnet-mixup-s0"
+    got = cifarb.compare(a, b, dataset="cifar10-b", bootstrap=200)
+    assert got.to_dict() == compare_runs(a, b, "cifar10-b", bootstrap=200).to_dict()
+    assert got.n_images == 400 and "macro_std" in got.metrics

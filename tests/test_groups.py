@@ -137,6 +137,16 @@ def test_subpopbench_metadata_default_test_split_and_val(tmp_path, sample):
     check_against(result, labels[val], preds[val], groups[val] % 2, ["0", "1", "2"], ["0", "1"])
 
 
+def test_subpopbench_without_a_split_column_scores_every_row(tmp_path, sample):
+    labels, groups, preds = sample
+    files = np.array([f"{i}.png" for i in range(labels.size)])
+    pd.DataFrame({"filename": files, "y": labels, "a": groups}).to_parquet(tmp_path / "meta.parquet")
+    pd.DataFrame({"filename": files[::-1], "prediction": preds[::-1]}).to_csv(tmp_path / "p.csv", index=False)
+    result = run_json(tmp_path, tmp_path / "p.csv", "--groups", tmp_path / "meta.parquet")
+    assert result["n_official"] == labels.size and "split" not in result["provenance"]["groups"]
+    check_against(result, labels, preds, groups, ["0", "1", "2"], [str(i) for i in range(4)])
+
+
 def grouper(meta, fields):
     """WILDS CombinatorialGrouper, re-derived: cardinality = max + 1, first field least significant."""
     out = []

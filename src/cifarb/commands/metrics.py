@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metrics",
         help="subgroup metrics (MacroStd, worst cell, CIs) of a predictions file; no images needed",
         description="Compute accuracy, MacroStd with its noise floor, worst-cell and worst-subgroup accuracy "
-        "and stratified bootstrap 95%% CIs for predictions on CIFAR10-B / CIFAR100-B / cifar100-super, "
+        "and stratified bootstrap 95% CIs for predictions on CIFAR10-B / CIFAR100-B / cifar100-super, "
         "or on any dataset given as a groups or metadata file (--groups).",
         epilog=FORMATS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

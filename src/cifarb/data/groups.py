@@ -189,8 +189,8 @@ def _keys(col: Any, column: str, path: Path) -> np.ndarray:
 
 def _split_rows(df: Any, split: str | None, path: Path, default_test: bool) -> tuple[Any, str | None]:
     """Rows of the requested split (`train`/`val`/`test` or 0/1/2); SubpopBench defaults to test."""
-    if split is None and not default_test:
-        return df, None
+    if split is None and (not default_test or "split" not in df.columns):
+        return df, None  # nothing asked for, or a SubpopBench-like file without splits: every row
     if "split" not in df.columns:
         raise UsageError(f"--split {split}: {path} has no 'split' column; drop --split")
     split = "test" if split is None else str(split).strip().lower()
