@@ -239,3 +239,26 @@ def test_compare_is_the_compare_command_as_a_function():
     got = cifarb.compare(a, b, dataset="cifar10-b", bootstrap=200)
     assert got.to_dict() == compare_runs(a, b, "cifar10-b", bootstrap=200).to_dict()
     assert got.n_images == 400 and "macro_std" in got.metrics
+
+
+def test_evaluate_cifar100_super_reads_20_way_models_as_coarse():
+    torch = pytest.importorskip("torch")
+    from cifarb.data.readers import ImageSet
+
+    sup = cifarb.load_superclasses()
+    c100 = cifarb.load_cifar_b("cifar100")
+    idx = np.arange(40, 100)
+    images = np.random.default_rng(1).integers(0, 256, (idx.size, 32, 32, 3), dtype=np.uint8)
+    data = ImageSet(images=images, labels=c100.labels[idx], indices=idx, class_names=c100.class_names,
+                    n_official=10_000, verified=False, files={}, coarse_labels=c100.coarse_labels[idx])
+    net = tiny_net(num_classes=20)
+    ev = cifarb.evaluate(net, dataset="cifar100-super", data=data, mean=MEAN, std=STD, bootstrap=0, progress=False)
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) \
+        / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        coarse = net(x).argmax(1).numpy()
+    assert ev.provenance["predictions"] == "coarse" and ev.n_images == idx.size
+    assert ev.accuracy == pytest.approx(float(np.mean(coarse == sup.labels[idx])))
+    assert np.array_equal(ev.predictions["prediction"], coarse)
+    with pytest.raises(cifarb.CifarbError, match="100 fine or 20 coarse"):
+        cifarb.evaluate(tiny_net(num_classes=7), dataset="cifar100-super", data=data, mean=MEAN, std=STD)
