@@ -274,3 +274,24 @@ def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch, argv, match):
     write(tmp_path / "p.csv", "index,prediction\n0,0\n")
     assert main(["metrics", "p.csv", *argv]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_wilds_split_keeps_the_whole_files_cardinalities(tmp_path, sample):
+    labels, groups, preds = sample
+    site = np.arange(labels.size) % 3
+    split = np.where(site == 2, 0, 2)  # site 2 never occurs in the test split
+    meta = np.stack([site, groups % 2, labels], axis=1)
+    pd.DataFrame({"site": site, "bg": groups % 2, "y": labels, "split": split}).to_csv(tmp_path / "m.csv", index=False)
+    test = split == 2
+    pd.DataFrame({"index": np.flatnonzero(test), "prediction": preds[test]}).to_csv(tmp_path / "p.csv", index=False)
+    result = run_json(tmp_path, tmp_path / "p.csv", "--groups", tmp_path / "m.csv", "--group-by", "site,bg",
+                      "--split", "test")
+    names = [f"site={g % 3},bg={g // 3}" for g in range(6)]
+    assert result["settings"]["subgroup_names"] == names  # as WILDS numbers them over the whole dataset
+    assert result["n_official"] == int(test.sum()) and result["provenance"]["groups"]["split"] == "test"
+    check_against(result, labels[test], preds[test], grouper(meta, [0, 1])[test], ["0", "1", "2"], names)
+    # a row of another split is not a sample of this one
+    pd.DataFrame({"index": [int(np.flatnonzero(~test)[0])], "prediction": [0]}).to_csv(tmp_path / "q.csv",
+                                                                                     index=False)
+    assert main(["metrics", str(tmp_path / "q.csv"), "--groups", str(tmp_path / "m.csv"), "--group-by",
+                 "site,bg", "--split", "test"]) == 1

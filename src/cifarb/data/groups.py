@@ -187,10 +187,10 @@ def _keys(col: Any, column: str, path: Path) -> np.ndarray:
     return keys
 
 
-def _split_rows(df: Any, split: str | None, path: Path, default_test: bool) -> tuple[Any, str | None]:
-    """Rows of the requested split (`train`/`val`/`test` or 0/1/2); SubpopBench defaults to test."""
+def _split_mask(df: Any, split: str | None, path: Path, default_test: bool) -> tuple[np.ndarray | None, str | None]:
+    """Rows of the requested split (`train`/`val`/`test` or 0/1/2) as a mask; SubpopBench defaults to test."""
     if split is None and (not default_test or "split" not in df.columns):
-        return df, None  # nothing asked for, or a SubpopBench-like file without splits: every row
+        return None, None  # nothing asked for, or a SubpopBench-like file without splits: every row
     if "split" not in df.columns:
         raise UsageError(f"--split {split}: {path} has no 'split' column; drop --split")
     split = "test" if split is None else str(split).strip().lower()
@@ -202,11 +202,11 @@ def _split_rows(df: Any, split: str | None, path: Path, default_test: bool) -> t
         raise UsageError(f"--split must be train, val or test (or 0, 1, 2), got {split!r}")
     col = df["split"]
     mask = (col.to_numpy(dtype=np.float64) == code) if _is_integral(col) else (col.astype(str).str.strip() == split)
-    picked = df[np.asarray(mask)].reset_index(drop=True)
-    if len(picked) == 0:
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
         found = ", ".join(sorted(map(str, col.unique()))[:6])
         raise CifarbError(f"{path}: no rows with split {split} ({code}); the file's split values are {found}")
-    return picked, split
+    return mask, split
 
 
 def _detect(df: Any, group_by: Sequence[str] | None) -> str:
@@ -263,7 +263,7 @@ def read_groups(path: Path | str, *, name: str | None = None, split: str | None 
     fmt = _detect(df, group_by)
     if not fmt:
         raise CifarbError(f"{path}: columns {', '.join(df.columns)} match no known layout; {LAYOUTS_HELP}")
-    df, split_used = _split_rows(df, split, path, default_test=fmt == "subpopbench")
+    mask, split_used = _split_mask(df, split, path, default_test=fmt == "subpopbench")
     if fmt == "groups":
         key_col = next((c for c in ("index", "id") if c in df.columns), None)
         if key_col is None:
@@ -279,6 +279,8 @@ def read_groups(path: Path | str, *, name: str | None = None, split: str | None 
                               f"found {', '.join(df.columns)}")
         key_col = next((c for c in ("index", "id") if c in df.columns), None)
         group_col = None
+    # ids and names come from the whole file (as WILDS' grouper and a fixed class list expect); the split
+    # only selects rows afterwards
     keys = _keys(df[key_col], key_col, path) if key_col else np.arange(len(df), dtype=np.int64)
     labels, class_names, label_strings = _factorise(df[label_col], label_col, path)
     class_names = _override_names(labels, class_names, df, "class_name", path)
@@ -287,6 +289,8 @@ def read_groups(path: Path | str, *, name: str | None = None, split: str | None 
         group_names = _override_names(groups, group_names, df, "group_name", path)
     else:
         groups, group_names = wilds_groups(df, list(group_by or ()), path)
+    if mask is not None:
+        keys, labels, groups = keys[mask], labels[mask], groups[mask]
     settings: dict[str, Any] = {"format": fmt, "key": key_col or "index (row number)"}
     if split_used is not None:
         settings["split"] = split_used
