@@ -113,3 +113,27 @@ def test_readme_commands_are_unchanged_and_ci_installs_the_test_extra():
     assert ('pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test]" && ruff check . && '
             "python -m pytest -q") in readme
     assert 'pip install -q -e ".[test]"' in (REPO / ".ci/run").read_text()
+
+
+def test_an_extra_missing_deep_inside_a_command_is_the_same_one_line(monkeypatch, capsys):
+    from cifarb.cli import main
+    from cifarb.commands import cite
+
+    def needs_cv2(args):
+        raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+    monkeypatch.setattr(cite, "run", needs_cv2)
+    assert main(["cite"]) == 1
+    assert capsys.readouterr().err == ("cifarb: error: `cifarb cite` needs OpenCV (cv2), which is not installed: "
+                                       "pip install 'cifarb[corruptions]'\n")
+
+    def needs_other(args):
+        raise ModuleNotFoundError("No module named 'nonexistent_pkg'", name="nonexistent_pkg")
+
+    monkeypatch.setattr(cite, "run", needs_other)
+    try:
+        main(["cite"])
+    except ModuleNotFoundError as exc:  # not an extra of cifarb's: a real bug, not hidden
+        assert exc.name == "nonexistent_pkg"
+    else:
+        raise AssertionError("an unrelated missing module must propagate")
