@@ -42,7 +42,7 @@ def test_every_export_resolves_has_a_docstring_and_import_stays_torch_free():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for name in ("compute_metrics", "evaluate_predictions", "evaluate", "load_model", "load_cifar_b", "compare",
-                 "SubgroupAccumulator", "Evaluation", "plot_cells"):
+                 "SubgroupAccumulator", "Evaluation", "plot_cells", "reference"):
         assert name in cifarb.__all__ and name in dir(cifarb)
     with pytest.raises(AttributeError):
         cifarb.no_such_thing  # noqa: B018
@@ -50,6 +50,8 @@ def test_every_export_resolves_has_a_docstring_and_import_stays_torch_free():
     from cifarb.data.cifar_b import load_cifar_b
     from cifarb.metrics import compute_metrics as cm
     assert cifarb.load_cifar_b is load_cifar_b and cifarb.compute_metrics is cm
+    import cifarb.reference as reference
+    assert cifarb.reference is reference and callable(cifarb.reference.score)
 
 
 def test_evaluate_predictions_equals_the_metrics_command(tmp_path, preds10):

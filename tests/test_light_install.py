@@ -41,7 +41,7 @@ def run_isolated(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_metrics_report_and_compare_work_without_torch_and_opencv(tmp_path):
+def test_metrics_report_compare_and_reference_work_without_torch_and_opencv(tmp_path):
     np.save(tmp_path / "p.npy", np.random.default_rng(0).integers(0, 10, 10_000))
     pd.DataFrame({"index": range(6), "label": [0, 1, 0, 1, 0, 1], "group": [0, 0, 1, 1, 0, 1]}).to_csv(
         tmp_path / "g.csv", index=False)
@@ -54,6 +54,7 @@ assert main(["metrics", {str(tmp_path / 'q.csv')!r}, "--groups", {str(tmp_path /
              "--bootstrap", "0"]) == 0
 assert main(["report", {str(a)!r}, {str(b)!r}, "--format", "md"]) == 0
 assert main(["compare", {str(a)!r}, {str(b)!r}]) == 0
+assert main(["reference", "--list"]) == 0
 m = cifarb.compute_metrics([0, 1, 1], [0, 1, 0], [0, 0, 1], bootstrap=0)
 assert m.accuracy == 2 / 3
 ev = cifarb.evaluate_predictions({str(tmp_path / 'p.npy')!r}, dataset="cifar100-super", bootstrap=0)

@@ -7,6 +7,7 @@ The entry points, for notebooks and scripts (docs/python-api.md)::
     ev = cifarb.evaluate(net, dataset="cifar10-b", mean=..., std=...)  # `cifarb eval`, any nn.Module
     ev.summary(); ev.by_subgroup; cifarb.plot_cells(ev)
     m = cifarb.compute_metrics(labels, preds, subgroups)               # any dataset, plain arrays
+    table = cifarb.reference.score()                                   # the 30 reference models
 
 Everything is imported lazily, on first use: `import cifarb` is cheap and never imports torch.
 Layers (imports point down): cli -> study/report -> train/eval -> augment/flows/models -> metrics -> data/runs.
@@ -19,7 +20,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute); resolved on first access by __getattr__
+# public name -> (module, attribute; "" for the module itself); resolved on first access by __getattr__
 _LAZY: dict[str, tuple[str, str]] = {
     # metrics on arrays and cell counts (numpy only)
     "compute_metrics": ("cifarb.metrics.core", "compute_metrics"),
@@ -44,7 +45,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "plot_subgroups": ("cifarb.report.plots", "plot_subgroups"),
     "plot_classes": ("cifarb.report.plots", "plot_classes"),
     "CifarbError": ("cifarb.errors", "CifarbError"),
-    # "reference": the reference-model entry point of issue #13 (cifarb.reference) goes here when it lands
+    # the 30 reference models (`cifarb reference`): cifarb.reference.score(...), cifarb.load_reference()
+    "reference": ("cifarb.reference", ""),
+    "load_reference": ("cifarb.reference.bundle", "load_reference"),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -55,7 +58,9 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'cifarb' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value
 

@@ -1,7 +1,7 @@
 """Optional dependencies (pip extras): which commands need which, and the one-line error when one is missing.
 
-`pip install cifarb` gives `metrics`, `report`, `compare`, `data fetch|verify|where` and `cite`;
-models need `cifarb[torch]` and the corruption generator needs `cifarb[corruptions]`.
+`pip install cifarb` gives `metrics`, `reference`, `report`, `compare`, `data fetch|verify|where` and
+`cite`; models need `cifarb[torch]` and the corruption generator needs `cifarb[corruptions]`.
 """
 
 from __future__ import annotations
