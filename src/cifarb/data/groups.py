@@ -373,15 +373,15 @@ def read_group_predictions(path: Path | str, table: GroupTable) -> Joined:
         if not path.is_file():
             raise CifarbError(f"{path}: {'is a directory' if path.is_dir() else 'does not exist'}; "
                               "give a predictions file")
+        from cifarb.data import safeio
+
+        fix = f"give one class id per row of {table.path}"
+        cap = 1000 * max(table.n_rows, 1)  # sizes checked before allocation; the shape check below is exact
         try:
             if suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
+                arr = safeio.load_npy(path, fix, max_items=cap)
             else:
-                with np.load(path, allow_pickle=False) as z:
-                    if "predictions" not in z.files:
-                        raise CifarbError(f"{path}: has no array named 'predictions' (found: "
-                                          f"{', '.join(z.files) or 'none'})")
-                    arr = z["predictions"]
+                arr = safeio.load_npz_member(path, "predictions", "save it with np.savez(FILE, predictions=ids)", cap)
         except CifarbError:
             raise
         except Exception as exc:
