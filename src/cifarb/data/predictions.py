@@ -1,4 +1,4 @@
-"""Predictions files of the official test sets (DESIGN.md forms): .npy/.npz in test order, .csv/.parquet subsets.
+"""Predictions files of the official test sets (docs/metrics.md forms): .npy/.npz in test order, .csv/.parquet subsets.
 
 `read_predictions(path, class_names)` returns (official test indices, predicted class ids); every
 problem is one CifarbError naming the file and the expected form. No torch.

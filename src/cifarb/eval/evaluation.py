@@ -1,7 +1,7 @@
 """`Evaluation`: a result JSON with the views a notebook user wants (repr, HTML, summary, frames).
 
 `cifarb.evaluate` and `cifarb.evaluate_predictions` return one; `Evaluation.from_json(path)` reads a
-saved result. `.to_dict()` is the result JSON unchanged (DESIGN.md result contract), so nothing that
+saved result. `.to_dict()` is the result JSON unchanged (the result contract, cifarb/schemas/result.schema.json), so nothing that
 reads results changes. The frames are built from the JSON alone (plus cell CIs when the
 `SubgroupMetrics` behind it is at hand); rendering lives in `cifarb.metrics.display`.
 """
@@ -65,7 +65,7 @@ class Evaluation:
         return cls(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The result JSON (DESIGN.md contract), as `cifarb eval --json` writes it; a deep copy."""
+        """The result JSON (cifarb/schemas/result.schema.json), as `cifarb eval --json` writes it; a deep copy."""
         return copy.deepcopy(self.result)
 
     def to_json(self, path: str | Path) -> Path:
