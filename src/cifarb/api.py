@@ -162,6 +162,7 @@ def evaluate(
     save_logits: bool = False,
     progress: bool = True,
     data: ImageSet | CorruptionSet | None = None,
+    tta: str = "none",
 ) -> Evaluation:
     """Evaluate a model on an evaluation dataset: `cifarb eval` as a function.
 
@@ -170,6 +171,7 @@ def evaluate(
     dataset: cifar10-b, cifar100-b, cifar100-super (a 100- or 20-way CIFAR-100 model, scored on
         superclasses), cifar10-c, cifar100-c or cifar10.1. Images are read from `root` (verified;
         `trust_local=True` for a local prefix such as ../shared/data); `data=` skips reading.
+    tta: "none" or "flip" (test-time augmentation, as `cifarb eval --tta`; recorded as settings.tta).
     Returns an Evaluation; `.to_dict()` equals the JSON `cifarb eval --json` writes; `.predictions`
     holds the per-image frame (index, label, prediction, subgroup, ...). Progress bars show on a
     terminal or in Jupyter, never in a log.
@@ -189,22 +191,31 @@ def evaluate(
     base_name = "cifar100-b" if super_set else key
     _, kind, n_classes = E.dataset_info(base_name)
     loaded = load_model(model, arch=arch, mean=mean, std=std, num_classes=None if super_set else n_classes)
+    if tta != "none":  # as cifarb.eval.evaluate does
+        import dataclasses
+
+        from cifarb.eval.tta import with_tta
+
+        loaded = dataclasses.replace(loaded, module=with_tta(loaded.module, tta))
     if data is None:
         data = E.load_eval_data(base_name, root=root, trust_local=trust_local, corruptions=corruptions)
     opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
                 permutations=permutations)
     if super_set:
-        return _evaluate_superclasses(loaded, data, batch_size=batch_size, device=device, progress=progress,
-                                      save_logits=save_logits, **opts)
-    if kind == "c":
+        ev = _evaluate_superclasses(loaded, data, batch_size=batch_size, device=device, progress=progress,
+                                    save_logits=save_logits, **opts)
+    elif kind == "c":
         result, frame = E.evaluate_corruptions(loaded, data, batch_size=batch_size, device=device,  # type: ignore[arg-type]
                                                subgroup_names=subgroup_names, progress=progress,
                                                save_logits=save_logits, **opts)
-        return Evaluation(result, None, frame)
-    result, frame, metrics = E.evaluate_imageset(loaded, data, key, batch_size=batch_size, device=device,  # type: ignore[arg-type]
-                                                 subgroup_names=subgroup_names, progress=progress,
-                                                 save_logits=save_logits, **opts)
-    return Evaluation(result, metrics, frame)
+        ev = Evaluation(result, None, frame)
+    else:
+        result, frame, metrics = E.evaluate_imageset(loaded, data, key, batch_size=batch_size, device=device,  # type: ignore[arg-type]
+                                                     subgroup_names=subgroup_names, progress=progress,
+                                                     save_logits=save_logits, **opts)
+        ev = Evaluation(result, metrics, frame)
+    ev.result["settings"]["tta"] = tta
+    return ev
 
 
 def _evaluate_superclasses(loaded: LoadedModel, data: Any, *, batch_size: int, device: str | None,
