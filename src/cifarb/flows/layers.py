@@ -16,10 +16,19 @@ LOG2 = math.log(2.0)
 
 
 # --- pixels <-> flow input ---------------------------------------------------------------------------
+_U_GRID = 65536.0  # 2^16: see dequantize
+
+
 def dequantize(x: Tensor, generator: torch.Generator | None = None, n_bins: int = 256) -> Tensor:
-    """Uniform dequantisation: uint8 pixels -> (x + u) / n_bins - 0.5 with u ~ U[0, 1), in [-0.5, 0.5)."""
+    """Uniform dequantisation: uint8 pixels -> (x + u) / n_bins - 0.5 with u ~ U[0, 1), in [-0.5, 0.5).
+
+    u is cut to a 2^-16 grid: with a full float32 u, x + u rounds up to x + 1 for u within half an ulp of 1
+    (hypothesis found such a draw), moving the value into the next pixel's bin. On the grid every step
+    below (x + u, / n_bins, - 0.5, and back in input_to_pixels) is exact in float32 for n_bins <= 256.
+    """
     xf = x.to(torch.float32)
     u = torch.rand(xf.shape, generator=generator, dtype=torch.float32, device=xf.device)
+    u = torch.floor(u * _U_GRID) / _U_GRID
     return (xf + u) / n_bins - 0.5
 
 
