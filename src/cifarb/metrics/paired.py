@@ -80,8 +80,8 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
         ci = None
         if bootstrap > 0 and diff is not None:
             if name == "macro_std_debiased":
-                # both 95 % intervals hold their truth in >= 90 % of test sets together (Bonferroni), and
-                # then the difference interval holds ΔD's truth; it ignores the shared images, so it is wide
+                # when both D intervals hold their truth (>= 90 % of test sets for two 95 % ones, Bonferroni)
+                # the difference interval holds ΔD's; it ignores the shared images, so it is wide
                 if not (k10.any() or k01.any()):
                     lo = hi = 0.0  # right and wrong on the same images: one model, nothing to compare
                 else:
