@@ -248,7 +248,7 @@ def paired_worlds(struct: str, n: np.ndarray) -> dict[str, tuple[np.ndarray, np.
 
 
 def simulate_paired(struct: str, sets: int, *, bootstrap: int, seed: int = 3) -> dict[str, dict[str, float]]:
-    """Coverage of ΔD's paired basic interval and how often each difference's CI calls A fairer."""
+    """Coverage of ΔD's interval (`paired_bootstrap`) and how often each difference's CI calls A fairer."""
     from cifarb.metrics import paired_bootstrap
 
     n, labels, groups = structure(struct)

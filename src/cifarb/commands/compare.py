@@ -13,9 +13,9 @@ the 95% CI of the difference A - B in accuracy, MacroStd, its debiased form and 
 noise floor, and worst-cell accuracy. Two separate CIs cannot answer "is A fairer than B"; this can.
 
 The verdict is judged on the discrepancy with the noise floor removed (macro_std_debiased, the
-MacroStd with each class's binomial noise taken out, with its paired basic interval), never on raw
-MacroStd, which small cells inflate. It says "A is fairer than B" only when that difference's CI
-lies below 0, states the accuracy difference beside it, and warns when accuracy and discrepancy
+MacroStd with each class's binomial noise taken out; its CI is the difference of the two models' D
+intervals), never on raw MacroStd, which small cells inflate. It says "A is fairer than B" only
+when that difference's CI lies below 0, states the accuracy difference beside it, and warns when accuracy and discrepancy
 disagree or a model is near chance (accuracy below chance + a quarter of the rest: 32.5% for 10
 classes), where a low discrepancy only means the model fails every subgroup alike; a near-chance
 model is never called fairer.

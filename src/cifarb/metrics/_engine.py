@@ -344,7 +344,8 @@ def debiased_interval(n: np.ndarray, k: np.ndarray, *, min_cell_size: int, rng_s
             lo_q[j], hi_q[j] = np.quantile(signed_root_statistic(n, sim, min_cell_size), [0.025, 0.975])
         # >= 0 where the world is accepted; its sign change locates each boundary between grid points
         margin = np.minimum(hi_q - s_obs, s_obs - lo_q)
-        ok = np.flatnonzero(margin >= 0)
+        # a world with 0/1 cells reproduces S exactly, up to rounding: that tie is an acceptance
+        ok = np.flatnonzero(margin >= -1e-12)
         if ok.size == 0:
             continue
         first, last = ok[0], ok[-1]

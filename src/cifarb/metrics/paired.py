@@ -9,7 +9,14 @@ import numpy as np
 
 from cifarb.metrics import _engine as E
 from cifarb.metrics._engine import MetricsInputError
-from cifarb.metrics.core import CI_METRICS, _check_settings, _num, prepare_arrays, seed_sequences
+from cifarb.metrics.core import (
+    CI_METRICS,
+    _check_settings,
+    _num,
+    inference_seed_sequences,
+    prepare_arrays,
+    seed_sequences,
+)
 
 
 def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | None, *,
@@ -22,9 +29,11 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
     Each replicate resamples the images once (within each (class, subgroup) cell) and evaluates both
     prediction sets on that one resample, so the CI of the difference accounts for the images the two
     share. `ci95` is the percentile 95 % interval of the resampled differences, except for
-    `macro_std_debiased` (ΔD), which gets the basic interval [2Δ - q97.5, 2Δ - q2.5], widened to
-    contain Δ (None when `bootstrap` is 0 or the metric is undefined). Its measured coverage is in
-    docs/bench/calibration.md. Metrics: the contract scalars with a CI. With
+    `macro_std_debiased` (ΔD): [lo_A - hi_B, hi_A - lo_B] from each model's own test-inversion
+    interval for D (the `ci95` that `compute_metrics` reports for it with the same seed), which
+    contains ΔD (None when `bootstrap` is 0 or the metric is undefined). A bootstrap cannot give ΔD's
+    interval: D's bias depends on each model's accuracy and true spread, which the resample does not
+    reproduce. Measured coverage in docs/bench/calibration.md. Metrics: the contract scalars with a CI. With
     `subgroups=None` only accuracy is compared (stratified by class).
     """
     _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws)
@@ -55,13 +64,13 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
     pa, pb = E.scalar_metrics(n, k_a, **opts), E.scalar_metrics(n, k_b, **opts)
     pa["macro_std_excess"], pb["macro_std_excess"] = pa["macro_std"] - null_a, pb["macro_std"] - null_b
 
-    diffs: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in names if name != "macro_std_debiased"}
     if bootstrap > 0:
         for size in E.chunk_sizes(int(bootstrap), n.size):
             ra, rb = E.paired_resample_counts(n, k11, k10, k01, size, boot_rng)
             ma, mb = E.scalar_metrics(n, ra, **opts), E.scalar_metrics(n, rb, **opts)
             ma["macro_std_excess"], mb["macro_std_excess"] = ma["macro_std"] - null_a, mb["macro_std"] - null_b
-            for name in names:
+            for name in diffs:
                 diffs[name].append(ma[name] - mb[name])
 
     out: dict[str, dict[str, Any]] = {}
@@ -71,11 +80,21 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
         ci = None
         if bootstrap > 0 and diff is not None:
             if name == "macro_std_debiased":
-                # each side's bootstrap D carries the bias D carries: the basic interval cancels it
-                lo, hi = E.basic_ci(np.concatenate(diffs[name]), diff)
-                lo, hi = min(max(lo, -1.0), diff), max(min(hi, 1.0), diff)  # contains the estimate
+                # when both D intervals hold their truth (>= 90 % of test sets for two 95 % ones, Bonferroni)
+                # the difference interval holds ΔD's; it ignores the shared images, so it is wide
+                if not (k10.any() or k01.any()):
+                    lo = hi = 0.0  # right and wrong on the same images: one model, nothing to compare
+                else:
+                    (lo_a, hi_a), (lo_b, hi_b) = (_debiased_ci(n, k, int(min_cell_size), seed) for k in (k_a, k_b))
+                    lo, hi = lo_a - hi_b, hi_a - lo_b
             else:
                 lo, hi = E.percentile_ci(np.concatenate(diffs[name]))
             ci = [float(lo), float(hi)]
         out[name] = {"a": va, "b": vb, "diff": diff, "ci95": ci}
     return out
+
+
+def _debiased_ci(n: np.ndarray, k: np.ndarray, min_cell_size: int, seed: int) -> tuple[float, float]:
+    """One model's D interval exactly as `compute_metrics` computes it (same seed stream, same clip)."""
+    lo, hi = E.debiased_interval(n, k, min_cell_size=min_cell_size, rng_seed=inference_seed_sequences(seed)[1])
+    return max(lo, 0.0), min(hi, 1.0)
