@@ -304,8 +304,13 @@ def compare(a_paths: list[Path | str], b_paths: list[Path | str], dataset: str |
     ordered = {k: metrics[k] for k in COMPARED if k in metrics}
     primary = next((k for k in PRIMARY if k in ordered and ordered[k]["diff"] is not None), None)
     n = int(first.index.size)
-    what = (f"paired bootstrap over {n} images, {bootstrap} resamples" if len(sides) == 1 else
-            f"two-level bootstrap over {len(sides)} seed pairs and {n} images, {bootstrap} resamples")
+    if len(sides) > 1:
+        what = f"two-level bootstrap over {len(sides)} seed pairs and {n} images, {bootstrap} resamples"
+    elif primary == "macro_std_debiased":  # paired_bootstrap's ΔD interval is not a bootstrap percentile
+        what = (f"{n} shared images; the difference of the two models' own test-inversion intervals for "
+                f"the debiased MacroStd, {bootstrap} resamples")
+    else:
+        what = f"paired bootstrap over {n} images, {bootstrap} resamples"
     near = {side: (v is not None and v < chance_threshold(C)) for side, v in
             (("A", ordered["accuracy"]["a"]), ("B", ordered["accuracy"]["b"]))}
     fair = verdict(ordered.get(primary) if primary else None, PRIMARY_NAMES.get(primary or "", ""), what,
