@@ -57,3 +57,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _check_border_colours(images, subgroups, names) -> None:
+    """Each subgroup's mean border RGB agrees with its colour name (the real-image CIFAR-B join checks)."""
+    import numpy as np
+
+    img = images.astype(np.float64)
+    n = len(img)
+    border = np.concatenate([img[:, :2].reshape(n, -1, 3), img[:, -2:].reshape(n, -1, 3),
+                             img[:, 2:-2, :2].reshape(n, -1, 3), img[:, 2:-2, -2:].reshape(n, -1, 3)],
+                            axis=1).mean(axis=1)  # (n, 3) mean border RGB
+    mean = {name: border[subgroups == g].mean(axis=0) for g, name in enumerate(names)}
+    blueness = {k: v[2] - (v[0] + v[1]) / 2 for k, v in mean.items()}
+    greenness = {k: v[1] - (v[0] + v[2]) / 2 for k, v in mean.items()}
+    assert blueness["blue"] > blueness["green"] + 20
+    assert greenness["green"] > greenness["blue"]
+    assert mean["white"].mean() > mean["black"].mean() + 80
+    assert mean["white"].mean() > mean["gray"].mean() > mean["black"].mean()
+    assert mean["red"][0] > mean["red"][2] + 20  # red borders: more red than blue
+
+
+@pytest.fixture
+def check_border_colours():
+    """The border-colour check shared by the CIFAR-10 and CIFAR-100 real-image tests."""
+    return _check_border_colours
