@@ -54,3 +54,53 @@ def test_akamaster_cards_hold_the_old_literal_values():
             notes="option-A shortcuts; published by akamaster/pytorch_resnet_cifar10",
         )
         assert zoo.ZOO[f"resnet{depth}"] == want
+
+
+def test_card_tables_ship_as_package_data():
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cifarb"]
+    package = REPO / "src" / "cifarb"
+    tables = sorted((package / "models" / "assets").glob("*_cards.toml"))
+    assert [p.name for p in tables] == ["akamaster_cards.toml", "chenyaofo_cards.toml"]
+    for path in tables:
+        rel = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), rel
+
+
+def test_unknown_model_names_get_a_did_you_mean(tmp_path, monkeypatch):
+    import pytest
+
+    from cifarb.errors import CifarbError
+
+    monkeypatch.chdir(tmp_path)  # no file called resnet2 here
+    with pytest.raises(CifarbError, match=r"unknown model 'resnet2' \(did you mean 'resnet20'\?\)"):
+        zoo.resolve_model("resnet2")
+    with pytest.raises(CifarbError, match=r"did you mean 'chenyaofo-cifar100-resnet20'\?"):
+        zoo.resolve_model("chenyaofo-cifar100-resnet2")
+    with pytest.raises(CifarbError, match=r"unknown zoo model 'resnet5' \(did you mean 'resnet56'\?\)"):
+        zoo.get_card("resnet5")
+    # no close name, or a path: the message lists the zoo names and says what else a SPEC may be
+    for spec in ("nosuchmodel", "runs/resnet2", "resnet2.pt"):
+        with pytest.raises(CifarbError, match="neither a zoo name") as err:
+            zoo.resolve_model(spec)
+        assert "did you mean" not in str(err.value) and "resnet110" in str(err.value)
+
+
+def test_loaded_model_is_built_by_keyword_only():
+    import pytest
+
+    with pytest.raises(TypeError):
+        zoo.LoadedModel(None, (0.5,) * 3, (0.2,) * 3, None, "x", None)  # type: ignore[misc]
+    loaded = zoo.LoadedModel(module=None, mean=(0.5,) * 3, std=(0.2,) * 3, arch=None, spec="x", sha256=None)
+    assert loaded.card is None and loaded.num_classes is None and loaded.source == "" and loaded.info == {}
+
+
+def test_did_you_mean_prefers_the_name_the_typo_begins_among_ties():
+    from cifarb.errors import did_you_mean
+
+    # 'resnet2' is as close to resnet32 as to resnet20 by difflib's ratio; the prefix decides
+    assert did_you_mean("resnet2", ["resnet20", "resnet32", "resnet44"]) == " (did you mean 'resnet20'?)"
+    assert did_you_mean("resnt44", ["resnet20", "resnet44"]) == " (did you mean 'resnet44'?)"
+    assert did_you_mean("zzz", ["resnet20"]) == ""
