@@ -51,14 +51,8 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     except OSError as exc:
         raise CifarbError(os_error_message(target, exc)) from None
     tmp = Path(tmp_name)
-    try:
+    with _removed_on_failure(tmp, target):
         yield tmp
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CifarbError(os_error_message(target, exc)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     move_into_place(tmp, target)
 
 
@@ -69,18 +63,25 @@ def move_into_place(tmp: Path | str, target: Path | str) -> Path:
     CifarbError naming `target`: either the whole new file is in place or nothing changed.
     """
     tmp, target = Path(tmp), Path(target)
-    try:
+    with _removed_on_failure(tmp, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    return target
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """Remove `tmp` if the block fails; an OSError becomes a CifarbError naming `target` and the fix."""
+    try:
+        yield
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CifarbError(os_error_message(target, exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
