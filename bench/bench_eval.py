@@ -32,7 +32,8 @@ def _model(arch: str) -> LoadedModel:
         return resolve_model("resnet20")
     torch.manual_seed(0)
     net = build_model(arch).eval()
-    return LoadedModel(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), arch, arch, None)
+    return LoadedModel(module=net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), arch=arch, spec=arch,
+                       sha256=None)
 
 
 def _sync(dev: torch.device) -> None:

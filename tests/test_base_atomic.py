@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 
@@ -90,3 +91,43 @@ def test_written_files_get_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_one_read_gives_every_digest_and_streams_agree(tmp_path):
+    from cifarb._hashing import MultiDigest, file_digests, sha256_file
+
+    f = tmp_path / "data.bin"
+    f.write_bytes(bytes(range(256)) * 40_000)  # > one 4 MiB read chunk
+    algos = ("md5", "sha1", "sha256", "gitblob")
+    both = file_digests(f, algos)
+    assert both == {a: file_digest(f, a) for a in algos}
+    assert both["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest() == sha256_file(f)
+    streamed = MultiDigest(algos, size=f.stat().st_size)
+    data = f.read_bytes()
+    for i in range(0, len(data), 1000):
+        streamed.update(data[i:i + 1000])
+    assert streamed.hexdigests() == both
+    with pytest.raises(ValueError, match="size"):
+        MultiDigest(["gitblob"])
+    with pytest.raises(CifarbError, match="cannot read .*missing"):
+        sha256_file(tmp_path / "missing")
+
+
+def test_move_into_place_replaces_or_leaves_nothing(tmp_path):
+    from cifarb._atomic import move_into_place
+
+    tmp = tmp_path / "staging" / "f.tmp"
+    tmp.parent.mkdir()
+    tmp.write_text("new")
+    target = tmp_path / "deep" / "er" / "f"
+    assert move_into_place(tmp, target) == target  # the target's folders are made
+    assert target.read_text() == "new" and not tmp.exists()
+    tmp.write_text("newer")
+    move_into_place(tmp, target)
+    assert target.read_text() == "newer"
+    # a failed rename (here: onto a folder) removes the staged file and names the target
+    tmp.write_text("bad")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(CifarbError, match="adir"):
+        move_into_place(tmp, tmp_path / "adir")
+    assert not tmp.exists() and target.read_text() == "newer"

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temp file in the target folder, fsync, then rename.
+"""Atomic file writes: write to a temp file in the target folder, fsync, then rename (`move_into_place`).
 
 A crash, a full disk or a read-only folder never leaves a half-written file where a good one is expected;
 OS errors become CifarbError naming the path and the fix.
@@ -51,11 +51,31 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     except OSError as exc:
         raise CifarbError(os_error_message(target, exc)) from None
     tmp = Path(tmp_name)
-    try:
+    with _removed_on_failure(tmp, target):
         yield tmp
+    move_into_place(tmp, target)
+
+
+def move_into_place(tmp: Path | str, target: Path | str) -> Path:
+    """Flush the finished (verified) file `tmp` to disk and rename it onto `target`, on the same file system.
+
+    The target's folder is created if needed. On failure `tmp` is removed and the OSError becomes a
+    CifarbError naming `target`: either the whole new file is in place or nothing changed.
+    """
+    tmp, target = Path(tmp), Path(target)
+    with _removed_on_failure(tmp, target):
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    return target
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """Remove `tmp` if the block fails; an OSError becomes a CifarbError naming `target` and the fix."""
+    try:
+        yield
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CifarbError(os_error_message(target, exc)) from None

@@ -138,7 +138,8 @@ def load_model(spec: Any, *, arch: str | None = None, mean: Sequence[float] | No
         raise UsageError(f"mean and std need three values each (std positive), got {mean_t}, {std_t}")
     kind = f"{type(spec).__module__}.{type(spec).__qualname__}"
     spec.eval()
-    return LoadedModel(spec, mean_t, std_t, None, kind, None, None, num_classes, f"in-memory {kind}")  # type: ignore[arg-type]
+    return LoadedModel(module=spec, mean=mean_t, std=std_t, arch=None, spec=kind, sha256=None,  # type: ignore[arg-type]
+                       num_classes=num_classes, source=f"in-memory {kind}")
 
 
 def evaluate(

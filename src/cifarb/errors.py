@@ -22,5 +22,12 @@ def did_you_mean(name: str, options: object) -> str:
     """" (did you mean 'x'?)" for the closest of `options` to a mistyped `name`, else ""."""
     import difflib
 
-    close = difflib.get_close_matches(str(name).lower(), [str(o) for o in options], n=1, cutoff=0.6)  # type: ignore[attr-defined]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    name = str(name).lower()
+    close = difflib.get_close_matches(name, [str(o) for o in options], n=5, cutoff=0.6)  # type: ignore[attr-defined]
+    if not close:
+        return ""
+    # among equally close names prefer one the typed name begins (resnet2 -> resnet20, not resnet32)
+    top = difflib.SequenceMatcher(None, name, close[0]).ratio()
+    tied = [c for c in close if difflib.SequenceMatcher(None, name, c).ratio() == top]
+    best = next((c for c in tied if c.startswith(name)), close[0])
+    return f" (did you mean {best!r}?)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -179,30 +178,22 @@ def _zoo_where(card: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _zoo_status(card: Any) -> tuple[str, Any]:
-    from cifarb.models import zoo
-
-    paths = [zoo.bundled_path(card)] if card.bundled else zoo.weight_candidates(card.name)
-    for path in paths:
-        if path.is_file():
-            return ("OK" if card.matches(zoo.sha256_file(path)) else "MISMATCH"), path
-    return "MISSING", zoo.default_weight_path(card.name)
-
-
 def _zoo_verify(card: Any, args: argparse.Namespace) -> int:
-    status, path = _zoo_status(card)
+    from cifarb.models.weights import weight_status
+
+    status, path = weight_status(card)
     print(f"{status} {path}")
     return 0 if status == "OK" else 1
 
 
 def _zoo_fetch(card: Any, args: argparse.Namespace) -> int:
-    from cifarb._atomic import os_error_message
-    from cifarb.data.download import download_verified
+    from cifarb.data.download import DEFAULT_DEADLINE_S
     from cifarb.data.root import is_offline
     from cifarb.errors import CifarbError
-    from cifarb.models import zoo
+    from cifarb.models.fetch import fetch_weights
+    from cifarb.models.weights import weight_status
 
-    status, path = _zoo_status(card)
+    status, path = weight_status(card)
     if status == "OK":
         print(f"OK {path}")
         return 0
@@ -210,28 +201,7 @@ def _zoo_fetch(card: Any, args: argparse.Namespace) -> int:
         sys.stdout.write(_zoo_where_text(card))
         raise CifarbError(f"{card.name} weights are {status.lower()} at {path} and offline mode is on "
                           "(--offline or CIFARB_OFFLINE=1); put the file in place as listed above")
-    target = zoo.default_weight_path(card.name)
-    staging = target.parent / ".cifarb-downloads"
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CifarbError(os_error_message(staging, exc)) from None
-
-    def check(p: Any) -> str | None:
-        got = zoo.sha256_file(p)
-        return None if card.matches(got) else f"sha256 is {got}, expected {card.sha256}; the download was discarded"
-
-    from cifarb.data.download import DEFAULT_DEADLINE_S, _deadline_at
-
-    deadline_s = DEFAULT_DEADLINE_S if args.deadline is None else args.deadline
-    tmp = download_verified([card.url], staging / card.filename, algo=None if card.sha256_is_prefix else "sha256",
-                            digest=None if card.sha256_is_prefix else card.sha256, check=check,
-                            progress=args.progress, what=card.filename, deadline_at=_deadline_at(deadline_s),
-                            deadline_s=deadline_s)
-    try:
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CifarbError(os_error_message(target, exc)) from None
+    target = fetch_weights(card, progress=args.progress,
+                           deadline_s=DEFAULT_DEADLINE_S if args.deadline is None else args.deadline)
     print(f"OK {target}")
     return 0

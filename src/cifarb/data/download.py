@@ -13,7 +13,6 @@ pooch's timeout is per read, and a server that trickles a byte every few seconds
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import posixpath
@@ -28,7 +27,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cifarb._atomic import atomic_path, os_error_message
+from cifarb._atomic import atomic_path, move_into_place, os_error_message
+from cifarb._hashing import MultiDigest
 from cifarb.data.registry import Source, SourceFile, get_source
 from cifarb.data.root import is_offline, resolve_root
 from cifarb.data.verify import RECORD_NAME, digests, verify_source, write_record
@@ -222,21 +222,20 @@ def _extract(archive: Path, needed: list[SourceFile], root: Path, source: Source
                 fh = tar.extractfile(member)
                 assert fh is not None
                 target = root / sf.relpath
-                hashers = {a: hashlib.new(a) for a in dict.fromkeys(("sha256", sf.algo))}
+                hashed = MultiDigest(("sha256", sf.algo), size=member.size)
                 with atomic_path(target) as tmp:
                     with open(tmp, "wb") as out:
                         while chunk := fh.read(_CHUNK):
                             out.write(chunk)
-                            for h in hashers.values():
-                                h.update(chunk)
+                            hashed.update(chunk)
                             if bar is not None:
                                 bar.update(len(chunk))
-                    got = hashers[sf.algo].hexdigest()
+                    got = hashed.hexdigests()[sf.algo]
                     if got != sf.digest:  # raising here removes the temp file: nothing is placed
                         raise CifarbError(f"{member.name} in {archive} has {sf.algo} {got}, expected {sf.digest}; "
                                           f"delete {archive} and rerun `cifarb data fetch {source.name}`")
                 done[sf.relpath] = {
-                    "sha256": hashers["sha256"].hexdigest(), "size": member.size, "source": source.name,
+                    "sha256": hashed.hexdigests()["sha256"], "size": member.size, "source": source.name,
                     "verified_by": f"{sf.algo}:{sf.digest} (published)",
                     "archive": f"{archive.name} {source.archive.algo}:{source.archive.digest}" if source.archive else "",
                 }
@@ -372,11 +371,7 @@ def fetch(name: str | Source, root: str | Path | None = None, offline: bool = Fa
             _mkdir(target.parent)
             entry = {"sha256": digests(tmp, ("sha256",))["sha256"], "size": tmp.stat().st_size,
                      "source": source.name, "verified_by": f"{sf.algo}:{sf.digest} (published)"}
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise CifarbError(os_error_message(target, exc)) from None
+            move_into_place(tmp, target)
             recorded[sf.relpath] = entry
         _write_record_locked(root_p, recorded)
     print(f"{source.name}: {len(recorded)} file(s) verified and placed under {root_p} "

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cifarb._atomic import atomic_write_json
+from cifarb._hashing import file_digests
 from cifarb.data.registry import Source, SourceFile, find_registered
 
 RECORD_NAME = ".cifarb-verified.json"
 RECORD_FORMAT = "cifarb-verified/1"
-_CHUNK = 1 << 22
 
 # (path, inode, size, mtime_ns, ctime_ns) -> {algo: hex}: avoids re-hashing an unchanged large file
 # (a -C set is 3 GB) when a process loads it more than once.
@@ -22,30 +21,20 @@ _MEMO: dict[tuple[str, int, int, int, int], dict[str, str]] = {}
 
 
 def digests(path: Path | str, algos: Iterable[str] = ("sha256",)) -> dict[str, str]:
-    """Hex digests of a file for several algorithms ('md5', 'sha1', 'sha256', 'gitblob') in one pass."""
+    """Hex digests of a file for several algorithms ('md5', 'sha1', 'sha256', 'gitblob') in one pass,
+    remembered while the file is unchanged."""
     p = Path(path)
     st = p.stat()
     key = (str(p.absolute()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     known = _MEMO.setdefault(key, {})
     wanted = [a for a in dict.fromkeys(algos) if a not in known]
     if wanted:
-        hashers = {}
-        for algo in wanted:
-            if algo == "gitblob":
-                h = hashlib.sha1()
-                h.update(b"blob %d\0" % st.st_size)
-            else:
-                h = hashlib.new(algo)
-            hashers[algo] = h
-        with open(p, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                for h in hashers.values():
-                    h.update(chunk)
-        known.update({a: h.hexdigest() for a, h in hashers.items()})
+        known.update(file_digests(p, wanted))
     return {a: known[a] for a in algos}
 
 
 def sha256_of(path: Path | str) -> str:
+    """sha256 hex of a file (remembered while the file is unchanged)."""
     return digests(path, ("sha256",))["sha256"]
 
 

@@ -1,9 +1,11 @@
 """Zoo cards kept as data: expand the card tables under models/assets/ into ModelCard objects (no torch).
 
-A table file (`*_cards.toml`) has a `[family]` (URL pattern, licence, citation, normalisation per dataset),
-`[archs]` (upstream architecture -> cifarb architecture, release tag, paper) and `[table]` rows, one per
-published checkpoint. Every card it makes is prefix-verified: the file name's 8 hex digits are the only
-published checksum.
+A table file (`*_cards.toml`) has a `[family]` (card-name, URL and notes patterns, licence, citation,
+normalisation per dataset), `[archs]` (upstream architecture -> cifarb architecture, release tag, paper),
+an optional `[bundled]` (card name -> weights shipped in models/assets/ and their sha256) and `[table]`
+rows, one per published checkpoint. The patterns are `str.format` strings over a row's columns (`arch` is
+the upstream name) plus `release` and `project`. A checksum of fewer than 64 hex digits is a published
+prefix, and its card is prefix-verified.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 _CLASSES = {"cifar10": 10, "cifar100": 100}
+_FULL_SHA256 = 64  # hex digits
 
 
 def table_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -26,22 +29,25 @@ def table_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def cards_from_table(path: Path, card_cls: Callable[..., Any]) -> list[Any]:
-    """One `card_cls` (zoo.ModelCard) per row of the table file at `path`."""
+    """One `card_cls` (cards.ModelCard) per row of the table file at `path`."""
     data, rows = table_rows(path)
     family = data["family"]
+    bundled = data.get("bundled", {})
     cards = []
     for row in rows:
-        dataset, upstream = row["dataset"], row["arch"]
-        arch = data["archs"][upstream]
+        dataset, arch = row["dataset"], data["archs"][row["arch"]]
+        fields = {**row, "release": arch.get("release", ""), "project": family["project"]}
+        name = family["name"].format_map(fields)
+        url = family["url"].format_map(fields)
         norm = family["normalisation"][dataset]
-        url = family["url"].format(release=arch["release"], dataset=dataset, arch=upstream, sha256=row["sha256"])
+        shipped = bundled.get(name, {})
         cards.append(card_cls(
-            name=f"{family['name_prefix']}-{dataset}-{upstream}",
+            name=name,
             arch=arch["arch"],
             filename=url.rsplit("/", 1)[1],
             url=url,
             sha256=row["sha256"],
-            sha256_is_prefix=True,
+            sha256_is_prefix=len(row["sha256"]) < _FULL_SHA256,
             reported_accuracy=round(row["top1"] / 100, 6),
             mean=tuple(norm["mean"]),
             std=tuple(norm["std"]),
@@ -49,8 +55,9 @@ def cards_from_table(path: Path, card_cls: Callable[..., Any]) -> list[Any]:
             dataset=dataset,
             license=family["license"],
             citations=(arch["cite"], family["citation"]),
-            notes=(f"{upstream} of {family['project']}, {row['params_m']} M parameters "
-                   f"and top-5 {row['top5']:.2f} % as published; verified by sha256 prefix only"),
+            bundled=shipped.get("file"),
+            bundled_sha256=shipped.get("sha256"),
+            notes=family["notes"].format_map(fields),
         ))
     return cards
 
