@@ -118,3 +118,10 @@ def test_malformed_catalogue_entries_are_named():
     bad["metric"].append(bad["metric"][0])
     with pytest.raises(ValueError, match="twice"):
         catalog._parse(bad)
+
+
+def test_engine_computes_every_ci_metric_but_the_derived_excess():
+    from cifarb.metrics import _engine
+
+    # the excess is MacroStd minus its floor, so the engine's replicates carry the rest
+    assert _engine.SCALAR_METRICS == tuple(k for k in CI_KEYS if k != "macro_std_excess")
