@@ -125,3 +125,11 @@ def test_engine_computes_every_ci_metric_but_the_derived_excess():
 
     # the excess is MacroStd minus its floor, so the engine's replicates carry the rest
     assert _engine.SCALAR_METRICS == tuple(k for k in CI_KEYS if k != "macro_std_excess")
+
+
+def test_text_follows_the_format():
+    assert BY_KEY["accuracy"].text(0.91234) == "91.23"
+    assert BY_KEY["macro_std_excess"].text(0.0123) == "+1.23"
+    assert BY_KEY["macro_std_excess"].text(-0.0123, 1) == "-1.2"
+    assert BY_KEY["p_subgroup_effect"].text(0.0421, 3) == "0.042"
+    assert BY_KEY["worst_cell_accuracy"].text(None) == "—"

@@ -47,6 +47,15 @@ class Metric:
         """Factor from the stored value to the shown one: 100 for fractions shown in percent, 1 for a p-value."""
         return 1 if self.format == "p-value" else 100
 
+    def text(self, value: float | None, digits: int = 2) -> str:
+        """The value as shown in its format (percent, signed points, or a p-value as is), without the unit;
+        an em dash when undefined."""
+        if value is None:
+            return "—"
+        if self.format == "points":
+            return f"{100 * value:+.{digits}f}"
+        return f"{self.scale * value:.{digits}f}"
+
     @property
     def nullable(self) -> bool:
         """Whether a result may hold null for it (no subgroups, or not always defined)."""
