@@ -133,3 +133,17 @@ def test_text_follows_the_format():
     assert BY_KEY["macro_std_excess"].text(-0.0123, 1) == "-1.2"
     assert BY_KEY["p_subgroup_effect"].text(0.0421, 3) == "0.042"
     assert BY_KEY["worst_cell_accuracy"].text(None) == "—"
+
+
+def test_outputs_list_only_catalogue_metrics_with_catalogue_semantics():
+    from cifarb.metrics.display import HEADLINE
+    from cifarb.report import compare, tables
+
+    assert HEADLINE == tuple((m.key, m.label) for m in METRICS)
+    for col in tables.METRICS:  # the report's hand layout: headers only, the rest from the catalogue
+        assert col.field in BY_KEY, col
+        assert (col.digits, col.scale) == (BY_KEY[col.field].digits, BY_KEY[col.field].scale)
+        assert not col.has_ci or BY_KEY[col.field].ci95
+    assert tables.BY_KEY["p_subgroup_effect"].scale == 1
+    assert compare.COMPARED == catalog.view("compare")
+    assert compare.PRIMARY == catalog.VERDICT_ORDER
