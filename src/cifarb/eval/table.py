@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cifarb.metrics.catalog import BY_KEY
+
+_EXCESS = BY_KEY["macro_std_excess"]  # shown in signed points
+
 
 def pct(value: float | None, digits: int = 2) -> str:
     """A fraction as percent text; an em dash for undefined values."""
@@ -52,7 +56,7 @@ def summary_line(result: Mapping[str, Any]) -> str:
         text += f", MacroStd {pct(result['macro_std'])} %"
         ex = result.get("macro_std_excess")
         if ex is not None:
-            text += f" (noise floor {pct(result.get('macro_std_null'))} %, excess {100 * ex:+.2f} pp)"
+            text += f" (noise floor {pct(result.get('macro_std_null'))} %, excess {_EXCESS.text(ex)} pp)"
     return text
 
 
@@ -67,7 +71,7 @@ def corruption_table(result: Mapping[str, Any]) -> str:
         ms = _mean([b.get("macro_std") for b in blocks])
         ex = _mean([b.get("macro_std_excess") for b in blocks])
         rows.append([name, *(pct(by_sev[s]["accuracy"], 1) if s in by_sev else None for s in severities),
-                     pct(d), pct(ms), None if ex is None else f"{100 * ex:+.2f}"])
+                     pct(d), pct(ms), None if ex is None else _EXCESS.text(ex)])
     return render_table(["corruption", *(f"acc% s{s}" for s in severities), "D %", "MacroStd %", "excess pp"], rows)
 
 

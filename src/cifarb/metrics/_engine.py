@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cifarb.errors import CifarbError
+from cifarb.metrics import catalog
 
 # scalar metrics in contract order; each is a float array over the leading (replicate) axes
 SCALAR_METRICS: tuple[str, ...] = (
@@ -23,7 +24,7 @@ SCALAR_METRICS: tuple[str, ...] = (
 )
 
 # the metrics whose CI is required to contain the point estimate (docs/metrics.md, confidence intervals)
-ACCURACY_TYPE: frozenset[str] = frozenset({"accuracy", "mean_cell_accuracy"})
+ACCURACY_TYPE: frozenset[str] = frozenset(catalog.keys(kind="accuracy"))
 
 # replicates x cells per chunk: bounds memory (~8 bytes per entry, a few arrays alive at once)
 _CHUNK_ENTRIES = 2_000_000

@@ -9,22 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cifarb.metrics import _engine as E
+from cifarb.metrics import catalog
 from cifarb.metrics._engine import MetricsInputError
 
 if TYPE_CHECKING:  # pandas is imported only by the DataFrame exports
     import pandas as pd
 
-# the scalar metrics that carry a CI in the result contract, in contract order
-CI_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "macro_std",
-    "macro_std_excess",
-    "macro_std_debiased",
-    "worst_cell_accuracy",
-    "worst_subgroup_accuracy",
-    "subgroup_gap",
-    "mean_cell_accuracy",
-)
+# the scalar metrics that carry a CI in the result contract, in contract order (metrics/catalog.toml)
+CI_METRICS: tuple[str, ...] = catalog.CI_KEYS
 
 # default number of within-class permutations behind p_subgroup_effect
 PERMUTATIONS = 999
@@ -193,9 +185,7 @@ class SubgroupMetrics:
     @property
     def aggregates(self) -> dict[str, float | None]:
         """The scalar metrics by name."""
-        return {name: getattr(self, name) for name in (
-            "accuracy", "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased", "worst_cell_accuracy",
-            "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy")}
+        return {name: getattr(self, name) for name in catalog.ESTIMATES}
 
     @property
     def cells(self) -> list[dict[str, Any]]:
@@ -435,10 +425,7 @@ def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes:
 
 
 # keys that have no meaning without subgroups (CIFAR-10.1): null in the result
-SUBGROUP_KEYS: tuple[str, ...] = (
-    "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased", "p_subgroup_effect",
-    "worst_cell_accuracy", "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy",
-)
+SUBGROUP_KEYS: tuple[str, ...] = catalog.SUBGROUP_KEYS
 
 
 def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] | None = None,

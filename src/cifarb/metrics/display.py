@@ -11,23 +11,14 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from cifarb.metrics.catalog import BY_KEY, METRICS
+
 if TYPE_CHECKING:
     import pandas as pd
 
-# headline scalars, in the order shown by repr/HTML; keys a result lacks (e.g. written before they
-# existed) are shown as missing, never an error
-HEADLINE: tuple[tuple[str, str], ...] = (
-    ("accuracy", "accuracy"),
-    ("macro_std", "MacroStd"),
-    ("macro_std_null", "MacroStd noise floor"),
-    ("macro_std_excess", "MacroStd excess"),
-    ("macro_std_debiased", "MacroStd debiased"),
-    ("p_subgroup_effect", "p (no subgroup effect)"),
-    ("worst_cell_accuracy", "worst cell"),
-    ("worst_subgroup_accuracy", "worst subgroup"),
-    ("subgroup_gap", "subgroup gap"),
-    ("mean_cell_accuracy", "mean cell accuracy"),
-)
+# headline scalars (key, label), in catalogue order as shown by repr/HTML; keys a result lacks (e.g.
+# written before they existed) are shown as missing, never an error
+HEADLINE: tuple[tuple[str, str], ...] = tuple((m.key, m.label) for m in METRICS)
 
 
 def _pct(value: Any) -> str:
@@ -37,7 +28,7 @@ def _pct(value: Any) -> str:
 def _value(key: str, value: Any) -> str:
     if value is None:
         return "—"
-    return f"{float(value):.3g}" if key == "p_subgroup_effect" else _pct(value)
+    return f"{float(value):.3g}" if BY_KEY[key].format == "p-value" else _pct(value)
 
 
 def _ci(interval: Any) -> str:
@@ -61,7 +52,7 @@ def html_table(result: Mapping[str, Any], kind: str = "Evaluation") -> str:
     ci = result.get("ci95") or {}
     rows = []
     for key, label in HEADLINE:
-        if key not in result and key not in ("macro_std_debiased", "p_subgroup_effect"):
+        if key not in result and BY_KEY[key].required:  # optional keys (newer than the result) show as missing
             continue
         rows.append(f"<tr><td>{html.escape(label)}</td><td style='text-align:right'>"
                     f"{html.escape(_value(key, result.get(key)))}</td><td>{html.escape(_ci(ci.get(key)))}</td></tr>")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cifarb.metrics.catalog import BY_KEY
+
 
 def _pct(value: float | None, digits: int = 2) -> str:
     return "     —" if value is None else f"{100 * value:6.{digits}f}"
@@ -70,9 +72,14 @@ def summary_rows(result: Mapping[str, Any]) -> list[list[str]]:
             for name, value, interval, note in _summary(result)]
 
 
+def _row(result: Mapping[str, Any], key: str, note: str) -> tuple[str, float | None, Any, str]:
+    """(catalogue label, value, 95% interval, note) of one metric."""
+    return (BY_KEY[key].label, result.get(key), (result.get("ci95") or {}).get(key), note)
+
+
 def _summary(result: Mapping[str, Any]) -> list[tuple[str, float | None, Any, str]]:
     ci = result.get("ci95") or {}
-    rows = [("accuracy", result.get("accuracy"), ci.get("accuracy"), "")]
+    rows = [_row(result, "accuracy", "")]
     if result.get("macro_std") is not None:
         if "macro_std_debiased" in result:
             perms = (result.get("settings") or {}).get("permutations")
@@ -81,10 +88,10 @@ def _summary(result: Mapping[str, Any]) -> list[tuple[str, float | None, Any, st
             note = "estimate of the true MacroStd" + test
         else:
             note = "not in this result (written by an older cifarb)"
-        rows.append(("MacroStd debiased", result.get("macro_std_debiased"), ci.get("macro_std_debiased"), note))
+        rows.append(_row(result, "macro_std_debiased", note))
         floor = (f"paper's plug-in; noise floor {_pct(result.get('macro_std_null')).strip()} %, "
                  f"excess {_pct(result.get('macro_std_excess')).strip()} % {_ci(ci.get('macro_std_excess'))}")
-        rows.append(("MacroStd", result["macro_std"], ci.get("macro_std"), floor.rstrip()))
+        rows.append(_row(result, "macro_std", floor.rstrip()))
         k = (result.get("settings") or {}).get("min_cell_size_worst")
         cells = _worst_cells(result)
         where = ", ".join(f"{c['class']} / {c['subgroup']} (n={c['n']})" for c in cells[:3])
@@ -92,14 +99,13 @@ def _summary(result: Mapping[str, Any]) -> list[tuple[str, float | None, Any, st
             note = "mean over corruption x severity pairs of each pair's worst cell"
         else:
             note = where if cells else f"no cell has >= {k} images"
-        rows.append(("worst cell", result.get("worst_cell_accuracy"), ci.get("worst_cell_accuracy"), note))
+        rows.append(_row(result, "worst_cell_accuracy", note))
         sub = result.get("subgroup_accuracy") or {}
         defined = {name: v for name, v in sub.items() if v is not None}
         worst_sub = min(defined, key=defined.__getitem__) if defined else ""
-        rows.append(("worst subgroup", result.get("worst_subgroup_accuracy"), ci.get("worst_subgroup_accuracy"),
-                     worst_sub))
-        rows.append(("subgroup gap", result.get("subgroup_gap"), ci.get("subgroup_gap"), "max - min subgroup"))
-        rows.append(("mean cell accuracy", result.get("mean_cell_accuracy"), ci.get("mean_cell_accuracy"), ""))
+        rows.append(_row(result, "worst_subgroup_accuracy", worst_sub))
+        rows.append(_row(result, "subgroup_gap", "max - min subgroup"))
+        rows.append(_row(result, "mean_cell_accuracy", ""))
     out = []
     for name, value, interval, note in rows:
         if _outside(value, interval):  # older results: a percentile CI of a biased statistic

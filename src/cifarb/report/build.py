@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarb.errors import CifarbError
+from cifarb.metrics.catalog import VERDICT_ORDER
 from cifarb.report.analysis import Correlation, correlations, label
 from cifarb.report.load import LoadedRuns, Run, load_runs
 from cifarb.report.tables import (
@@ -168,7 +169,7 @@ def baseline_table(report: Report) -> Table | None:
     if not report.vs_baseline:
         return None
     primary = next((bc.comparison.primary for bc in report.vs_baseline if bc.comparison and bc.comparison.primary),
-                   "macro_std_excess")
+                   VERDICT_ORDER[-1])
     header = ["method", "vs", "seed pairs", "Δ acc pp [95% CI]", f"Δ {primary} pp [95% CI]",
               "Δ MacroStd pp [95% CI]", "verdict", "warnings"]
     rows = []
@@ -370,8 +371,8 @@ def render_report_html(report: Report, title: str = "cifarb report", progress: b
         sections.append(tbl(correlation_table(report.correlations)))
     series = [s for s in (severity_series(g) for g in report.groups) if s]
     if series:
-        disc = "macro_std_debiased" if any(v is not None for s in series for v in s["macro_std_debiased"]) \
-            else "macro_std_excess"
+        # the verdict's discrepancy measure: the first one the series has values for
+        disc = next((k for k in VERDICT_ORDER if any(v is not None for s in series for v in s[k])), VERDICT_ORDER[-1])
         sections.append(Section(
             "Discrepancy and accuracy by corruption severity",
             paragraphs=[f"Every method on one plot: {disc} (left) and accuracy (right) against corruption "

@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 
 from cifarb.errors import CifarbError, UsageError
+from cifarb.metrics import catalog
 from cifarb.report.load import Problem, Run, eval_kind, load_run
 
-# Compared metrics, in display order; "lower is better" only for the MacroStd family and the gap.
-COMPARED = ("accuracy", "macro_std", "macro_std_debiased", "macro_std_excess", "worst_cell_accuracy",
-            "worst_subgroup_accuracy", "subgroup_gap", "mean_cell_accuracy")
-LOWER_IS_BETTER = {"macro_std", "macro_std_debiased", "macro_std_excess", "subgroup_gap"}
-# The verdict's discrepancy measure, best first: the debiased MacroStd once the engine has it.
-PRIMARY = ("macro_std_debiased", "macro_std_excess")
-PRIMARY_NAMES = {"macro_std_debiased": "macro_std_debiased", "macro_std_excess": "macro_std_excess",
-                 "macro_std": "MacroStd"}
+# Compared metrics in display order, which are lower-is-better, and the verdict's discrepancy measure
+# best first (the debiased MacroStd once the engine has it): all declared in metrics/catalog.toml.
+COMPARED = catalog.view("compare")
+LOWER_IS_BETTER = catalog.LOWER_IS_BETTER
+PRIMARY = catalog.VERDICT_ORDER
+# how verdicts name a measure: its key, except the plain MacroStd (kept for older callers of verdict())
+PRIMARY_NAMES = {**{k: k for k in PRIMARY}, "macro_std": catalog.BY_KEY["macro_std"].label}
 PREDICTION_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from cifarb.errors import CifarbError
+from cifarb.metrics import catalog
 
 # Result keys every report reads; checked even when jsonschema (the test extra) is not installed.
 _REQUIRED = ("dataset", "n_images", "n_official", "data_verified", "accuracy", "macro_std", "macro_std_null",
              "macro_std_excess", "worst_cell_accuracy", "cells", "settings")
-_FRACTIONS = ("accuracy", "macro_std", "macro_std_null", "worst_cell_accuracy", "worst_subgroup_accuracy",
-              "subgroup_gap", "mean_cell_accuracy")
+_FRACTIONS = catalog.keys(required=True, format="percent")
 
 
 def eval_kind(name: str) -> str | None:

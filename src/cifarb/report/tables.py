@@ -10,33 +10,50 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cifarb.metrics import catalog
 from cifarb.report.load import Run
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One report column: a catalogue metric (decimals, scale, whether it has a CI) read from one result."""
+
     key: str  # column id
     kind: str  # "b" | "c" | "10.1": which result JSON it comes from
-    field: str  # key inside that result
+    field: str  # the catalogue key inside that result
     label: str  # table header
-    digits: int  # decimals when shown in percent
-    has_ci: bool = False
-    scale: int = 100  # 100: a fraction shown in percent; 1: shown as is (a p-value)
+    show_ci: bool = True  # show its 95 % CI where the catalogue gives it one (read from the CIFAR-B result)
+
+    @property
+    def spec(self) -> catalog.Metric:
+        return catalog.BY_KEY[self.field]
+
+    @property
+    def digits(self) -> int:
+        return self.spec.digits
+
+    @property
+    def scale(self) -> int:
+        return self.spec.scale
+
+    @property
+    def has_ci(self) -> bool:
+        return self.show_ci and self.kind == "b" and self.spec.ci95
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", "b", "accuracy", "Acc %", 1, True),
-    Metric("macro_std", "b", "macro_std", "MacroStd %", 2, True),
-    Metric("macro_std_null", "b", "macro_std_null", "null %", 2),
-    Metric("macro_std_excess", "b", "macro_std_excess", "excess %", 2, True),
-    Metric("macro_std_debiased", "b", "macro_std_debiased", "debiased %", 2, True),
-    Metric("p_subgroup_effect", "b", "p_subgroup_effect", "p(effect)", 3, False, 1),
-    Metric("worst_cell_accuracy", "b", "worst_cell_accuracy", "worst cell %", 1, True),
-    Metric("worst_subgroup_accuracy", "b", "worst_subgroup_accuracy", "worst subgroup %", 1),
-    Metric("c_accuracy", "c", "accuracy", "-C acc %", 1),
-    Metric("c_macro_std", "c", "macro_std", "-C MacroStd %", 2),
-    Metric("c_macro_std_excess", "c", "macro_std_excess", "-C excess %", 2),
-    Metric("c101_accuracy", "10.1", "accuracy", "10.1 acc %", 1),
+    Metric("accuracy", "b", "accuracy", "Acc %"),
+    Metric("macro_std", "b", "macro_std", "MacroStd %"),
+    Metric("macro_std_null", "b", "macro_std_null", "null %"),
+    Metric("macro_std_excess", "b", "macro_std_excess", "excess %"),
+    Metric("macro_std_debiased", "b", "macro_std_debiased", "debiased %"),
+    Metric("p_subgroup_effect", "b", "p_subgroup_effect", "p(effect)"),
+    Metric("worst_cell_accuracy", "b", "worst_cell_accuracy", "worst cell %"),
+    Metric("worst_subgroup_accuracy", "b", "worst_subgroup_accuracy", "worst subgroup %", show_ci=False),
+    Metric("c_accuracy", "c", "accuracy", "-C acc %"),
+    Metric("c_macro_std", "c", "macro_std", "-C MacroStd %"),
+    Metric("c_macro_std_excess", "c", "macro_std_excess", "-C excess %"),
+    Metric("c101_accuracy", "10.1", "accuracy", "10.1 acc %"),
 )
 BY_KEY = {m.key: m for m in METRICS}
 

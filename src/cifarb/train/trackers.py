@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from cifarb.errors import CifarbError, UsageError
+from cifarb.metrics import catalog
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 IDS_FILE = "trackers.json"
-# scalar keys of a result mirrored as final metrics (fractions)
-RESULT_KEYS = ("accuracy", "macro_std", "macro_std_null", "macro_std_excess", "macro_std_debiased",
-               "p_subgroup_effect", "worst_cell_accuracy", "worst_subgroup_accuracy", "subgroup_gap",
-               "mean_cell_accuracy")
+# scalar keys of a result mirrored as final metrics (as stored: fractions, the p-value as is)
+RESULT_KEYS = catalog.KEYS
 
 
 def parse_log(value: str | Iterable[str] | None) -> tuple[str, ...]:
