@@ -11,6 +11,7 @@ import numpy as np
 from cifarb.metrics import _engine as E
 from cifarb.metrics import catalog
 from cifarb.metrics._engine import MetricsInputError
+from cifarb.metrics.frame import AccuracyMetrics
 
 if TYPE_CHECKING:  # pandas is imported only by the DataFrame exports
     import pandas as pd
@@ -446,12 +447,12 @@ SUBGROUP_KEYS: tuple[str, ...] = catalog.SUBGROUP_KEYS
 
 def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] | None = None,
                   n_classes: int | None = None, bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1,
-                  min_cell_size_worst: int = 10, permutations: int = PERMUTATIONS) -> dict[str, Any]:
-    """The metric part of the result for a set without subgroups (CIFAR-10.1).
+                  min_cell_size_worst: int = 10, permutations: int = PERMUTATIONS) -> AccuracyMetrics:
+    """The metric part of the result for a set without subgroups (CIFAR-10.1), as a read-only `AccuracyMetrics`.
 
     Accuracy and class accuracies with class-stratified bootstrap CIs; every subgroup key is null and
     `cells` is empty. `min_cell_size*` and `permutations` are only recorded in `settings`, so all
-    results share one shape.
+    results share one shape. `to_dict()` gives the plain dict.
     """
     y, p, g, cnames, _ = prepare_arrays(labels, predictions, None, n_classes=n_classes, n_subgroups=1,
                                         class_names=class_names, subgroup_names=None)
@@ -471,4 +472,4 @@ def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] |
     out["settings"]["subgroup_names"] = None
     out["settings"]["permutations"] = int(permutations)
     out["settings"].pop("macro_std_null_draws")
-    return out
+    return AccuracyMetrics(out, n=n[:, 0], k=k[:, 0])

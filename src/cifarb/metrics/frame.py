@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # pandas is imported only by the DataFrame views
 
 
 def _read_only(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
-    raise TypeError(f"{type(self).__name__} is read-only; build a new result from .to_dict() instead")
+    raise TypeError(f"{type(self).__name__} is read-only (part of a cifarb result); build a new result from "
+                    ".to_dict() instead")
 
 
 class FrozenDict(dict):
@@ -108,6 +109,66 @@ def _series(values: Mapping[str, float | None] | None, axis: str) -> pd.Series:
 
     data = {key: (np.nan if v is None else v) for key, v in (values or {}).items()}
     return pd.Series(data, name="accuracy", dtype="float64").rename_axis(axis)
+
+
+class AccuracyMetrics(ResultMapping):
+    """The metrics of a prediction set without subgroups (CIFAR-10.1; `accuracy_only`).
+
+    As a Mapping it is the metric part of the result: the keys of `SubgroupMetrics.to_dict()`, every
+    subgroup key None and `cells` empty. Views as `SubgroupMetrics`: `overall`, `aggregates`,
+    `by_class`, and `to_frame()`, whose cells are the classes (one row per class).
+    """
+
+    __slots__ = ("_n", "_k")
+
+    def __init__(self, data: Mapping[str, Any], *, n: np.ndarray, k: np.ndarray) -> None:
+        """`n`, `k`: (C,) images and correct predictions per class, in `class_accuracy`'s order."""
+        for name, value in (("_n", n), ("_k", k)):
+            array = np.array(value, dtype=np.int64)
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        super().__init__(data)
+
+    @property
+    def n_images(self) -> int:
+        return int(self._n.sum())
+
+    @property
+    def overall(self) -> float:
+        """Overall top-1 accuracy."""
+        return float(self["accuracy"])
+
+    @property
+    def aggregates(self) -> dict[str, float | None]:
+        """The scalar metrics by name (all but accuracy None: they need subgroups)."""
+        from cifarb.metrics.result import MEAN_SCALARS
+
+        return {name: self[name] for name in MEAN_SCALARS}
+
+    @property
+    def by_class(self) -> pd.Series:
+        return _series(self["class_accuracy"], "class")
+
+    @property
+    def by_subgroup(self) -> None:
+        """None: a set without subgroups has no subgroup accuracies."""
+        return None
+
+    def to_frame(self) -> pd.DataFrame:
+        """Classes with images: class, n, correct, accuracy (+ ci_lo, ci_hi with CIs)."""
+        import pandas as pd
+
+        names = list(self["class_accuracy"])
+        present = np.flatnonzero(self._n > 0)
+        data: dict[str, Any] = {"class": [names[i] for i in present], "n": self._n[present],
+                                "correct": self._k[present], "accuracy": self._k[present] / self._n[present]}
+        intervals = self["class_accuracy_ci95"]
+        if intervals is not None:
+            data["ci_lo"], data["ci_hi"] = _interval_columns([intervals[names[i]] for i in present])
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        return f"<AccuracyMetrics {len(self._n)} classes, {self.n_images:,} images, accuracy {100 * self.overall:.2f} %>"
 
 
 class CorruptionMetrics(ResultMapping):
@@ -196,7 +257,7 @@ class CorruptionMetrics(ResultMapping):
         corruptions = len(self["corruptions"])
         acc, ms = self["accuracy"], self["macro_std"]
         spread = "" if ms is None else f", mean MacroStd {100 * ms:.2f} %"
-        return (f"<CorruptionMetrics {corruptions} corruptions, {len(self._pairs)} pairs, "
+        return (f"<CorruptionMetrics {corruptions} corruption{'s' * (corruptions != 1)}, {len(self._pairs)} pairs, "
                 f"mean accuracy {100 * acc:.2f} %{spread}>")
 
 
