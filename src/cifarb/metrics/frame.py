@@ -104,6 +104,13 @@ def _interval_columns(rows: Sequence[Any]) -> tuple[list[float], list[float]]:
     return lo, hi
 
 
+def _counts(value: Any, ndim: int) -> np.ndarray:
+    """A read-only int64 copy of cell counts with at least `ndim` dimensions."""
+    array = np.array(value, dtype=np.int64, ndmin=ndim)
+    array.setflags(write=False)
+    return array
+
+
 def _series(values: Mapping[str, float | None] | None, axis: str) -> pd.Series:
     import pandas as pd
 
@@ -111,7 +118,34 @@ def _series(values: Mapping[str, float | None] | None, axis: str) -> pd.Series:
     return pd.Series(data, name="accuracy", dtype="float64").rename_axis(axis)
 
 
-class AccuracyMetrics(ResultMapping):
+class ResultPart(ResultMapping):
+    """The metric part of a result (the keys of `SubgroupMetrics.to_dict()`), with its views."""
+
+    __slots__ = ()
+
+    @property
+    def overall(self) -> float:
+        """Overall top-1 accuracy (for a -C result: the mean over the pairs)."""
+        return float(self["accuracy"])
+
+    @property
+    def aggregates(self) -> dict[str, float | None]:
+        """The scalar metrics by name."""
+        from cifarb.metrics.result import MEAN_SCALARS
+
+        return {name: self[name] for name in MEAN_SCALARS}
+
+    @property
+    def by_class(self) -> pd.Series:
+        return _series(self["class_accuracy"], "class")
+
+    @property
+    def by_subgroup(self) -> pd.Series | None:
+        """Accuracy per subgroup; None for a set without subgroups."""
+        return None if self["subgroup_accuracy"] is None else _series(self["subgroup_accuracy"], "subgroup")
+
+
+class AccuracyMetrics(ResultPart):
     """The metrics of a prediction set without subgroups (CIFAR-10.1; `accuracy_only`).
 
     As a Mapping it is the metric part of the result: the keys of `SubgroupMetrics.to_dict()`, every
@@ -123,36 +157,13 @@ class AccuracyMetrics(ResultMapping):
 
     def __init__(self, data: Mapping[str, Any], *, n: np.ndarray, k: np.ndarray) -> None:
         """`n`, `k`: (C,) images and correct predictions per class, in `class_accuracy`'s order."""
-        for name, value in (("_n", n), ("_k", k)):
-            array = np.array(value, dtype=np.int64)
-            array.setflags(write=False)
-            object.__setattr__(self, name, array)
+        object.__setattr__(self, "_n", _counts(n, 1))
+        object.__setattr__(self, "_k", _counts(k, 1))
         super().__init__(data)
 
     @property
     def n_images(self) -> int:
         return int(self._n.sum())
-
-    @property
-    def overall(self) -> float:
-        """Overall top-1 accuracy."""
-        return float(self["accuracy"])
-
-    @property
-    def aggregates(self) -> dict[str, float | None]:
-        """The scalar metrics by name (all but accuracy None: they need subgroups)."""
-        from cifarb.metrics.result import MEAN_SCALARS
-
-        return {name: self[name] for name in MEAN_SCALARS}
-
-    @property
-    def by_class(self) -> pd.Series:
-        return _series(self["class_accuracy"], "class")
-
-    @property
-    def by_subgroup(self) -> None:
-        """None: a set without subgroups has no subgroup accuracies."""
-        return None
 
     def to_frame(self) -> pd.DataFrame:
         """Classes with images: class, n, correct, accuracy (+ ci_lo, ci_hi with CIs)."""
@@ -171,7 +182,7 @@ class AccuracyMetrics(ResultMapping):
         return f"<AccuracyMetrics {len(self._n)} classes, {self.n_images:,} images, accuracy {100 * self.overall:.2f} %>"
 
 
-class CorruptionMetrics(ResultMapping):
+class CorruptionMetrics(ResultPart):
     """The metrics of one model on every corruption x severity pair of a -C set (`corruption_metrics`).
 
     As a Mapping it is the metric part of a -C result: the top-level metrics are means over all
@@ -201,29 +212,9 @@ class CorruptionMetrics(ResultMapping):
         return self._pairs[key]
 
     @property
-    def overall(self) -> float:
-        """Top-1 accuracy averaged over the pairs."""
-        return float(self["accuracy"])
-
-    @property
-    def aggregates(self) -> dict[str, float | None]:
-        """The scalar metrics (means over the pairs) by name."""
-        from cifarb.metrics.result import MEAN_SCALARS
-
-        return {name: self[name] for name in MEAN_SCALARS}
-
-    @property
     def cells(self) -> list[dict[str, Any]]:
         """Cells with their accuracy averaged over the pairs, as contract dicts (plain copies)."""
         return thaw(self["cells"])
-
-    @property
-    def by_class(self) -> pd.Series:
-        return _series(self["class_accuracy"], "class")
-
-    @property
-    def by_subgroup(self) -> pd.Series:
-        return _series(self["subgroup_accuracy"], "subgroup")
 
     @property
     def by_pair(self) -> pd.DataFrame:
@@ -277,9 +268,7 @@ class PairedComparison(ResultMapping):
                  class_names: Sequence[str], subgroup_names: Sequence[str]) -> None:
         """`n`, `k_a`, `k_b`: (S, C, G) images and correct predictions of A and B per cell and seed pair."""
         for name, value in (("_n", n), ("_k_a", k_a), ("_k_b", k_b)):
-            array = np.array(value, dtype=np.int64, ndmin=3)
-            array.setflags(write=False)
-            object.__setattr__(self, name, array)
+            object.__setattr__(self, name, _counts(value, 3))
         object.__setattr__(self, "_class_names", list(class_names))
         object.__setattr__(self, "_subgroup_names", list(subgroup_names))
         super().__init__(data)
