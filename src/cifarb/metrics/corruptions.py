@@ -151,7 +151,7 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
         blocks.append((means["paper18"], [index[(name, s)] for name in PAPER18 for s in pairs[name]]))
     blocks += [(block, [index[(name, sev)] for name in pairs if sev in pairs[name]])
                for sev, block in means["by_severity"].items()]
-    for block, members in blocks if samples is not None else ():
+    for block, members in (blocks if samples is not None else []):  # bootstrap 0: the means keep ci95 None
         # a metric is defined for all pairs or for none (they share cells), so a plain mean suffices
         boot = {key: samples[key][:, members].astype(np.float64).mean(axis=1) for key in samples}
         ci, class_ci, sub_ci = intervals_from_samples(boot, block, block["class_accuracy"], block["subgroup_accuracy"])
