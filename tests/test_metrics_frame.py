@@ -217,6 +217,10 @@ def test_paired_comparison_is_a_mapping_and_its_views_equal_the_dict(paired):
     assert list(cells.columns) == ["class", "subgroup", "n", "correct_a", "correct_b", "accuracy_a", "accuracy_b",
                                    "diff"]
     assert cells["n"].sum() == N and cells["correct_a"].sum() == (a == labels).sum()
+    for row in cells.itertuples():
+        m = (labels == CLASSES.index(row[1])) & (groups == SUBGROUPS.index(row.subgroup))
+        assert row.accuracy_a == pytest.approx((a[m] == labels[m]).mean())
+        assert row.diff == pytest.approx((a[m] == labels[m]).mean() - (b[m] == labels[m]).mean())
     assert comp.per_seed is None and comp.n_seed_pairs == 1
     assert repr(comp).startswith("<PairedComparison 8 metrics, Δaccuracy")
 
