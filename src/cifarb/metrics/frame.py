@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
+from cifarb.metrics import catalog
+
 if TYPE_CHECKING:  # pandas is imported only by the DataFrame views
     import pandas as pd
 
@@ -131,9 +133,7 @@ class ResultPart(ResultMapping):
     @property
     def aggregates(self) -> dict[str, float | None]:
         """The scalar metrics by name."""
-        from cifarb.metrics.result import MEAN_SCALARS
-
-        return {name: self[name] for name in MEAN_SCALARS}
+        return {name: self[name] for name in catalog.ESTIMATES}
 
     @property
     def by_class(self) -> pd.Series:
@@ -218,12 +218,10 @@ class CorruptionMetrics(ResultPart):
 
     @property
     def by_pair(self) -> pd.DataFrame:
-        """One row per pair (index corruption, severity): the contract scalars and p_subgroup_effect."""
+        """One row per pair (index corruption, severity): every catalogue scalar (metrics/catalog.toml)."""
         import pandas as pd
 
-        from cifarb.metrics.result import MEAN_SCALARS
-
-        names = (*MEAN_SCALARS, "p_subgroup_effect")
+        names = catalog.KEYS
         rows = [[self["corruptions"][c][s][name] for name in names] for c, s in self._pairs]
         index = pd.MultiIndex.from_tuples(self.pairs, names=["corruption", "severity"])
         return pd.DataFrame(rows, index=index, columns=list(names), dtype="float64")
