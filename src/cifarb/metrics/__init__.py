@@ -9,6 +9,7 @@ from cifarb.metrics.core import (
     metrics_from_counts,
 )
 from cifarb.metrics.corruptions import corruption_metrics
+from cifarb.metrics.frame import AccuracyMetrics, CorruptionMetrics, PairedComparison
 from cifarb.metrics.paired import paired_bootstrap
 from cifarb.metrics.result import (
     PAPER18,
@@ -22,6 +23,9 @@ from cifarb.metrics.result import (
 
 __all__ = [
     "CI_METRICS",
+    "AccuracyMetrics",
+    "CorruptionMetrics",
+    "PairedComparison",
     "PAPER18",
     "SCHEMA_VERSION",
     "MetricsInputError",

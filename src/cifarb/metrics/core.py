@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 from cifarb.metrics import _engine as E
 from cifarb.metrics import catalog
 from cifarb.metrics._engine import MetricsInputError
+from cifarb.metrics.frame import AccuracyMetrics
 
 if TYPE_CHECKING:  # pandas is imported only by the DataFrame exports
     import pandas as pd
@@ -368,20 +369,13 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
     if replicates is None and bootstrap > 0:
         replicates = np.concatenate([E.stratified_resample_counts(n, k, size, boot_rng)
                                      for size in E.chunk_sizes(int(bootstrap), n.size)])
-    n_boot = 0 if replicates is None else int(replicates.shape[0])
-    ci = class_ci = sub_ci = cell_ci = None
-    if n_boot:
+    boot = None
+    if replicates is not None and replicates.shape[0]:
         boot = E.scalar_metrics(n, replicates, **opts)
         boot["macro_std_excess"] = boot["macro_std"] - null  # the floor is a fixed function of n and m_c
-        ci, class_ci, sub_ci, cell_ci = table_intervals(n, k, boot, values, cnames, gnames,
-                                                        min_cell_size_worst=int(min_cell_size_worst))
-    d_ci, p_value = debiased_ci_and_test(n, k, seed=int(seed), min_cell_size=int(min_cell_size),
-                                         with_ci=n_boot > 0, permutations=int(permutations))
-    if ci is not None:
-        ci["macro_std_debiased"] = d_ci
 
     settings = {
-        "bootstrap": n_boot,
+        "bootstrap": 0,
         "seed": int(seed),
         "min_cell_size": int(min_cell_size),
         "min_cell_size_worst": int(min_cell_size_worst),
@@ -389,16 +383,39 @@ def metrics_from_counts(n: np.ndarray, k: np.ndarray, *, class_names: Sequence[s
         "macro_std_null_draws": int(null_draws),
         "permutations": int(permutations),
     }
-    return SubgroupMetrics(
+    point_metrics = SubgroupMetrics(
         class_names=cnames, subgroup_names=gnames, n=n, k=k,
         accuracy=float(values["accuracy"]),  # type: ignore[arg-type]
         macro_std=values["macro_std"], macro_std_null=values["macro_std_null"],
         macro_std_excess=values["macro_std_excess"], worst_cell_accuracy=values["worst_cell_accuracy"],
         worst_subgroup_accuracy=values["worst_subgroup_accuracy"], subgroup_gap=values["subgroup_gap"],
         mean_cell_accuracy=values["mean_cell_accuracy"], class_accuracy=class_acc, subgroup_accuracy=sub_acc,
-        settings=settings, ci95=ci, class_accuracy_ci95=class_ci, subgroup_accuracy_ci95=sub_ci,
-        cell_ci95=cell_ci, macro_std_debiased=values["macro_std_debiased"], p_subgroup_effect=p_value,
+        settings=settings, macro_std_debiased=values["macro_std_debiased"],
     )
+    return with_intervals(point_metrics, boot)
+
+
+def with_intervals(m: SubgroupMetrics, boot: dict[str, np.ndarray] | None) -> SubgroupMetrics:
+    """`m` (point metrics, no CIs) with its CIs and p-value from bootstrap samples of its cell table.
+
+    `boot` holds (B,) samples of "accuracy", "macro_std" and "macro_std_excess" (the stratified
+    resample of `metrics_from_counts`, or one pair's slice of the joint resample of
+    `corruption_metrics`); None (or B = 0) leaves the CIs and the p-value None. The seeds and cell
+    sizes are `m.settings`', so a pair's intervals are computed exactly as `compute_metrics`'s.
+    """
+    s = m.settings
+    n_boot = 0 if boot is None else int(np.shape(boot["accuracy"])[0])
+    ci = class_ci = sub_ci = cell_ci = None
+    if n_boot:
+        values = {**m.aggregates}
+        ci, class_ci, sub_ci, cell_ci = table_intervals(m.n, m.k, boot, values, m.class_names, m.subgroup_names,
+                                                        min_cell_size_worst=int(s["min_cell_size_worst"]))
+    d_ci, p_value = debiased_ci_and_test(m.n, m.k, seed=int(s["seed"]), min_cell_size=int(s["min_cell_size"]),
+                                         with_ci=n_boot > 0, permutations=int(s["permutations"]))
+    if ci is not None:
+        ci["macro_std_debiased"] = d_ci
+    return replace(m, settings={**s, "bootstrap": n_boot}, ci95=ci, class_accuracy_ci95=class_ci,
+                   subgroup_accuracy_ci95=sub_ci, cell_ci95=cell_ci, p_subgroup_effect=p_value)
 
 
 def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes: int | None = None,
@@ -430,12 +447,12 @@ SUBGROUP_KEYS: tuple[str, ...] = catalog.SUBGROUP_KEYS
 
 def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] | None = None,
                   n_classes: int | None = None, bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1,
-                  min_cell_size_worst: int = 10, permutations: int = PERMUTATIONS) -> dict[str, Any]:
-    """The metric part of the result for a set without subgroups (CIFAR-10.1).
+                  min_cell_size_worst: int = 10, permutations: int = PERMUTATIONS) -> AccuracyMetrics:
+    """The metric part of the result for a set without subgroups (CIFAR-10.1), as a read-only `AccuracyMetrics`.
 
     Accuracy and class accuracies with class-stratified bootstrap CIs; every subgroup key is null and
     `cells` is empty. `min_cell_size*` and `permutations` are only recorded in `settings`, so all
-    results share one shape.
+    results share one shape. `to_dict()` gives the plain dict.
     """
     y, p, g, cnames, _ = prepare_arrays(labels, predictions, None, n_classes=n_classes, n_subgroups=1,
                                         class_names=class_names, subgroup_names=None)
@@ -455,4 +472,4 @@ def accuracy_only(labels: Any, predictions: Any, *, class_names: Sequence[str] |
     out["settings"]["subgroup_names"] = None
     out["settings"]["permutations"] = int(permutations)
     out["settings"].pop("macro_std_null_draws")
-    return out
+    return AccuracyMetrics(out, n=n[:, 0], k=k[:, 0])

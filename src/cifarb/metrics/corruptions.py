@@ -12,15 +12,16 @@ import numpy as np
 from cifarb.metrics import _engine as E
 from cifarb.metrics.core import (
     PERMUTATIONS,
+    SubgroupMetrics,
     _check_settings,
-    debiased_ci_and_test,
     intervals_from_samples,
     metrics_from_counts,
     prepare_arrays,
     seed_sequences,
-    table_intervals,
+    with_intervals,
 )
-from cifarb.metrics.result import MEAN_SCALARS, PAPER18, combine_corruptions, normalise_pairs
+from cifarb.metrics.frame import CorruptionMetrics
+from cifarb.metrics.result import PAPER18, combine_corruptions, normalise_pairs
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
@@ -78,7 +79,7 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
                        class_names: Sequence[str] | None = None, subgroup_names: Sequence[str] | None = None,
                        bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1, min_cell_size_worst: int = 10,
                        null_draws: int = 1000, progress: bool = False,
-                       permutations: int = PERMUTATIONS) -> dict[str, Any]:
+                       permutations: int = PERMUTATIONS) -> CorruptionMetrics:
     """The metric part of a -C result from predictions {corruption: {severity: predictions}}.
 
     Every pair must cover the same images as `labels`/`subgroups`. Per-pair metrics and noise floors
@@ -88,6 +89,9 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
     pairs reflects that the pairs share their images. Each pair's `macro_std_debiased` interval and
     `p_subgroup_effect` are its own (as `compute_metrics`); the means' D gets the basic interval of
     the joint resample and no p-value (a mean over pairs is not one test).
+
+    Returns a read-only `CorruptionMetrics`: the result contract's keys as a Mapping, `to_dict()` for
+    plain JSON, `pair(name, severity)` for one pair's `SubgroupMetrics`, and table views.
     """
     _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws, permutations)
     pairs = normalise_pairs(predictions)
@@ -102,13 +106,12 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
     correct = np.stack([y == p for p in checked], axis=1)  # (N, P)
     C, G = len(cnames), len(gnames)
     opts = {"min_cell_size": int(min_cell_size), "min_cell_size_worst": int(min_cell_size_worst)}
-
-    singles = []
     n = E.cell_counts(y, correct[:, 0], g, C, G)[0]  # the same images, hence cells, for every pair
     from tqdm.auto import tqdm
 
     from cifarb._progress import show_progress
 
+    singles = []
     pair_bar = tqdm(range(len(keys)), desc="metrics per pair", unit="pair", file=sys.stderr, leave=False,
                     disable=not show_progress(progress))
     for j in pair_bar:  # the noise floor (null_draws per pair) dominates this loop on CIFAR100-C
@@ -117,66 +120,47 @@ def corruption_metrics(labels: Any, predictions: Mapping[str, Mapping[Any, Any]]
                                            null_draws=null_draws, permutations=permutations, **opts))
     nulls = np.array([m.macro_std_null if m.macro_std_null is not None else np.nan for m in singles])
 
-    per_pair: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in pairs}
-    for (name, sev), m in zip(keys, singles):
-        d = m.to_dict()
-        d["settings"]["bootstrap"] = int(bootstrap)
-        d["p_subgroup_effect"] = None  # computed with the intervals, below
-        per_pair[name][sev] = d
-    if bootstrap == 0:
-        return combine_corruptions(per_pair)
+    samples: dict[str, np.ndarray] | None = None
+    if bootstrap > 0:
+        boot_seed, _ = seed_sequences(seed)
+        parts: dict[str, list[np.ndarray]] = {}
+        with _one_blas_thread():
+            for k_rep in _joint_replicates(y, g, correct, C, G, int(bootstrap), np.random.default_rng(boot_seed),
+                                           progress):
+                rep = E.scalar_metrics(n, k_rep, **opts)  # scalars (b, P); class (b, P, C); subgroup (b, P, G)
+                rep["macro_std_null"] = np.broadcast_to(nulls, rep["accuracy"].shape)
+                rep["macro_std_excess"] = rep["macro_std"] - nulls
+                for key, value in rep.items():
+                    dtype = np.float32 if value.ndim > 2 else np.float64  # per-class samples dominate memory
+                    parts.setdefault(key, []).append(np.asarray(value, dtype=dtype))
+        samples = {key: np.concatenate(v) for key, v in parts.items()}
 
-    boot_seed, _ = seed_sequences(seed)
-    parts: dict[str, list[np.ndarray]] = {}
-    with _one_blas_thread():
-        for k_rep in _joint_replicates(y, g, correct, C, G, int(bootstrap), np.random.default_rng(boot_seed),
-                                       progress):
-            rep = E.scalar_metrics(n, k_rep, **opts)  # scalars (b, P); class (b, P, C); subgroup (b, P, G)
-            rep["macro_std_null"] = np.broadcast_to(nulls, rep["accuracy"].shape)
-            rep["macro_std_excess"] = rep["macro_std"] - nulls
-            for key, value in rep.items():
-                dtype = np.float32 if value.ndim > 2 else np.float64  # per-class samples dominate memory
-                parts.setdefault(key, []).append(np.asarray(value, dtype=dtype))
-    samples = {key: np.concatenate(v) for key, v in parts.items()}
+    # each pair: its own CIs and p-value, computed as compute_metrics does, from its slice of the joint resample
+    per_pair: dict[tuple[str, str], SubgroupMetrics] = {}
+    for j, key in enumerate(keys):
+        boot = None if samples is None else {name: v[:, j] for name, v in samples.items()}
+        per_pair[key] = with_intervals(singles[j], boot)
+    combined = combine_corruptions({name: {sev: per_pair[(name, sev)].to_dict() for sev in pairs[name]}
+                                    for name in pairs})
 
-    for j, (name, sev) in enumerate(keys):
-        d = per_pair[name][sev]
-        boot = {key: v[:, j] for key, v in samples.items()}
-        ci, class_ci, sub_ci, _ = table_intervals(n, singles[j].k, boot, d, cnames, gnames,
-                                                  min_cell_size_worst=int(min_cell_size_worst))
-        ci["macro_std_debiased"], d["p_subgroup_effect"] = debiased_ci_and_test(
-            n, singles[j].k, seed=int(seed), min_cell_size=int(min_cell_size), with_ci=True,
-            permutations=int(permutations))
-        d["ci95"] = _lists(ci)
-        d["class_accuracy_ci95"] = _lists(class_ci)
-        d["subgroup_accuracy_ci95"] = _lists(sub_ci)
-    combined = combine_corruptions(per_pair)
-
-    def block_ci(block: dict[str, Any], members: list[int], with_maps: bool = False) -> None:
+    # each mean over pairs (all, the paper's 18, each severity): CIs from the mean of its pairs' samples
+    index = {key: j for j, key in enumerate(keys)}
+    means = combined["corruptions_mean"]
+    blocks = [(means["all"], list(index.values()))]
+    if means["paper18"] is not None:
+        blocks.append((means["paper18"], [index[(name, s)] for name in PAPER18 for s in pairs[name]]))
+    blocks += [(block, [index[(name, sev)] for name in pairs if sev in pairs[name]])
+               for sev, block in means["by_severity"].items()]
+    for block, members in (blocks if samples is not None else []):  # bootstrap 0: the means keep ci95 None
         # a metric is defined for all pairs or for none (they share cells), so a plain mean suffices
         boot = {key: samples[key][:, members].astype(np.float64).mean(axis=1) for key in samples}
         ci, class_ci, sub_ci = intervals_from_samples(boot, block, block["class_accuracy"], block["subgroup_accuracy"])
         block["ci95"] = _lists(ci)
-        if with_maps:
-            block["class_accuracy_ci95"] = _lists(class_ci)
-            block["subgroup_accuracy_ci95"] = _lists(sub_ci)
-
-    index = {key: j for j, key in enumerate(keys)}
-    means = combined["corruptions_mean"]
-    all_members = list(range(len(keys)))
-    block_ci(means["all"], all_members)
-    if means["paper18"] is not None:
-        block_ci(means["paper18"], [index[(name, s)] for name in PAPER18 for s in pairs[name]])
-    for sev, block in means["by_severity"].items():
-        block_ci(block, [index[(name, sev)] for name in pairs if sev in pairs[name]])
-    top: dict[str, Any] = {"class_accuracy": combined["class_accuracy"], "subgroup_accuracy": combined["subgroup_accuracy"]}
-    top.update({name: combined[name] for name in MEAN_SCALARS})
-    block_ci(top, all_members, with_maps=True)
-    combined["ci95"] = top["ci95"]
-    combined["class_accuracy_ci95"] = top["class_accuracy_ci95"]
-    combined["subgroup_accuracy_ci95"] = top["subgroup_accuracy_ci95"]
-    combined["settings"]["bootstrap"] = int(bootstrap)
-    return combined
+        if block is means["all"]:  # the top level is the mean over all pairs: the same intervals
+            combined["ci95"] = _lists(ci)
+            combined["class_accuracy_ci95"] = _lists(class_ci)
+            combined["subgroup_accuracy_ci95"] = _lists(sub_ci)
+    return CorruptionMetrics(combined, per_pair)
 
 
 def _lists(intervals: dict[str, tuple[float, float] | None]) -> dict[str, list[float] | None]:

@@ -26,6 +26,7 @@ import numpy as np
 from cifarb.metrics import _engine as E
 from cifarb.metrics._engine import MetricsInputError
 from cifarb.metrics.core import CI_METRICS, _check_settings, prepare_arrays, seed_sequences
+from cifarb.metrics.frame import PairedComparison
 
 # replicate x image entries held at once (about 8 bytes each)
 _CHUNK = 4_000_000
@@ -91,7 +92,7 @@ def multiseed_paired_bootstrap(
     n_subgroups: int | None = None, class_names: Sequence[str] | None = None,
     subgroup_names: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1,
     min_cell_size_worst: int = 10, null_draws: int = 1000,
-) -> dict[str, dict[str, Any]]:
+) -> PairedComparison:
     """A vs B over seed pairs: {metric: {"a", "b", "diff", "ci95", "per_seed"}}, diff = mean_s(A_s - B_s).
 
     `seeds` holds one (labels, subgroups, pred_a, pred_b) per seed pair, each 1-D with one entry per
@@ -99,12 +100,14 @@ def multiseed_paired_bootstrap(
     image resample per replicate is shared by all of them). "a" and "b" are the means over seeds,
     "per_seed" the per-pair differences, "ci95" the two-level bootstrap 95 % interval of the mean
     difference (percentile; basic for macro_std_debiased), None when `bootstrap` is 0 or undefined.
+    Returns a read-only `PairedComparison`, as `paired_bootstrap` does (plus its `per_seed` view).
     """
     _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws)
     if not seeds:
         raise MetricsInputError("no seed pairs given; give at least one (labels, subgroups, pred_a, pred_b)")
     prepared: list[_Seed] = []
     cnames: list[str] = []
+    gnames: list[str] = []
     for i, (labels, subgroups, pred_a, pred_b) in enumerate(seeds):
         y, a, g, cnames, gnames = prepare_arrays(labels, pred_a, subgroups, n_classes=n_classes,
                                                  n_subgroups=n_subgroups, class_names=class_names,
@@ -127,8 +130,8 @@ def multiseed_paired_bootstrap(
     S = len(prepared)
     points: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
     nulls: list[tuple[float, float]] = []
-    for p in prepared:
-        k = p.counts()
+    counts = [p.counts() for p in prepared]
+    for p, k in zip(prepared, counts):
         # the same floor stream as compute_metrics, so each side's excess equals its own result's
         na, nb = (E.macro_std_null(p.n, k[j], min_cell_size=opts["min_cell_size"], draws=int(null_draws),
                                    rng=np.random.default_rng(null_seed)) for j in (0, 1))
@@ -175,4 +178,5 @@ def multiseed_paired_bootstrap(
             "diff": diff, "ci95": ci,
             "per_seed": [None if not math.isfinite(x) else float(x) for x in (va - vb)],
         }
-    return out
+    return PairedComparison(out, n=np.stack([p.n for p in prepared]), k_a=np.stack([k[0] for k in counts]),
+                            k_b=np.stack([k[1] for k in counts]), class_names=cnames, subgroup_names=gnames)

@@ -17,13 +17,14 @@ from cifarb.metrics.core import (
     prepare_arrays,
     seed_sequences,
 )
+from cifarb.metrics.frame import PairedComparison
 
 
 def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | None, *,
                      n_classes: int | None = None, n_subgroups: int | None = None,
                      class_names: Sequence[str] | None = None, subgroup_names: Sequence[str] | None = None,
                      bootstrap: int = 1000, seed: int = 0, min_cell_size: int = 1,
-                     min_cell_size_worst: int = 10, null_draws: int = 1000) -> dict[str, dict[str, Any]]:
+                     min_cell_size_worst: int = 10, null_draws: int = 1000) -> PairedComparison:
     """Compare A and B on the same images: {metric: {"a", "b", "diff", "ci95"}} with diff = a - b.
 
     Each replicate resamples the images once (within each (class, subgroup) cell) and evaluates both
@@ -34,7 +35,8 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
     contains ΔD (None when `bootstrap` is 0 or the metric is undefined). A bootstrap cannot give ΔD's
     interval: D's bias depends on each model's accuracy and true spread, which the resample does not
     reproduce. Measured coverage in docs/bench/calibration.md. Metrics: the contract scalars with a CI. With
-    `subgroups=None` only accuracy is compared (stratified by class).
+    `subgroups=None` only accuracy is compared (stratified by class). Returns a read-only
+    `PairedComparison` (that Mapping, plus `to_dict()`, `to_frame()` and per-class/subgroup views).
     """
     _check_settings(bootstrap, seed, min_cell_size, min_cell_size_worst, null_draws)
     y, a, g, cnames, gnames = prepare_arrays(labels, pred_a, subgroups, n_classes=n_classes,
@@ -91,7 +93,7 @@ def paired_bootstrap(labels: Any, pred_a: Any, pred_b: Any, subgroups: Any | Non
                 lo, hi = E.percentile_ci(np.concatenate(diffs[name]))
             ci = [float(lo), float(hi)]
         out[name] = {"a": va, "b": vb, "diff": diff, "ci95": ci}
-    return out
+    return PairedComparison(out, n=n, k_a=k_a, k_b=k_b, class_names=cnames, subgroup_names=gnames)
 
 
 def _debiased_ci(n: np.ndarray, k: np.ndarray, min_cell_size: int, seed: int) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cifarb.errors import CifarbError
 from cifarb.metrics import catalog
+from cifarb.metrics.frame import thaw
 
 SCHEMA_VERSION = 1
 
@@ -41,7 +42,8 @@ def build_result(metric_dict: Mapping[str, Any], *, dataset: str, n_images: int,
                  data_verified: bool, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """The full result JSON: header keys, then the metric dict, then `provenance`.
 
-    `metric_dict` is `SubgroupMetrics.to_dict()`, `accuracy_only(...)` or `combine_corruptions(...)`.
+    `metric_dict` is `SubgroupMetrics.to_dict()`, `accuracy_only(...)`, `corruption_metrics(...)` (a
+    read-only `CorruptionMetrics`) or `combine_corruptions(...)`; the result holds plain copies of it.
     `provenance` needs "model", "model_sha256" (None when there is no file) and "data_sha256"
     ({file: hex}); extra keys are kept.
     """
@@ -56,7 +58,7 @@ def build_result(metric_dict: Mapping[str, Any], *, dataset: str, n_images: int,
         "n_official": int(n_official),
         "data_verified": bool(data_verified),
     }
-    result.update(metric_dict)
+    result.update(thaw(metric_dict))  # plain, mutable copies, also of a read-only result object
     result["provenance"] = dict(provenance)
     return result
 

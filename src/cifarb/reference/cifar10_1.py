@@ -149,7 +149,7 @@ def cifar10_1_result(path: Path | str, *, version: str = "v6", root: str | Path 
     indices, preds = read_cifar10_1_predictions(path, version, names)
     metric = accuracy_only(labels.labels[indices], preds, class_names=names, n_classes=len(names),
                            bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
-                           min_cell_size_worst=min_cell_size_worst)
+                           min_cell_size_worst=min_cell_size_worst).to_dict()  # a plain copy, to add the version
     metric["settings"]["cifar10_1_version"] = version
     return build_result(metric, dataset="cifar10.1", n_images=int(indices.size), n_official=labels.n_official,
                         data_verified=labels.verified,

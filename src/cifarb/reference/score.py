@@ -284,7 +284,7 @@ def paired_comparison(a: str, b: str, preds: Mapping[str, np.ndarray], labels: n
     metrics = paired_bootstrap(labels, preds[a], preds[b], subgroups, **kw, bootstrap=boot, seed=opts["seed"],
                                min_cell_size=opts["min_cell_size"], min_cell_size_worst=opts["min_cell_size_worst"])
     return {"a": a, "b": b, "why": "reference model nearest in accuracy", "n_images": int(labels.size),
-            "bootstrap": boot, "metrics": metrics}
+            "bootstrap": boot, "metrics": metrics.to_dict()}
 
 
 def reference_frame(table: Mapping[str, Any]) -> Any:
