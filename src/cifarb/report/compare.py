@@ -144,6 +144,11 @@ def _select(frame: Any, path: Path, corruption: str | None, severity: int | None
             f"{path} holds {len(pairs)} corruption x severity pairs; MacroStd is defined per pair, so choose "
             f"one with --corruption NAME --severity S (available: {avail})"
         )
+    from cifarb.data.corruption_names import unknown_corruptions
+
+    message = unknown_corruptions([corruption], sorted({c for c, _ in pairs}), where=str(path))
+    if message:
+        raise UsageError(f"--corruption: {message}")
     sel = frame[(frame["corruption"] == corruption) & (frame["severity"] == severity)]
     if sel.empty:
         raise CifarbError(f"{path} has no predictions for corruption {corruption} severity {severity} (available: {avail})")
