@@ -200,6 +200,9 @@ def test_flow_train_mirrors_metrics_jsonl_and_the_final_bpd(tmp_path: Path, monk
     assert (1, pytest.approx(epochs[0]["test_bpd"])) in tb["final/test_bpd"]  # after the first invocation
     assert tb["final/test_bpd"][-1] == (2, pytest.approx(epochs[1]["test_bpd"]))
     assert tb["final/best_test_bpd"][-1] == (2, pytest.approx(best))
+    # resuming the finished run trains nothing and logs the same final values at the last epoch again
+    assert main([*argv[:2], *argv[4:], "--resume", "--log", "tensorboard"]) == 0
+    assert _tb_scalars(out / "tensorboard")["final/best_test_bpd"][-1] == (2, pytest.approx(best))
 
     run_id = json.loads((out / "trackers.json").read_text())["mlflow"]
     assert run_id == ids["mlflow"]
@@ -225,4 +228,4 @@ def test_flow_train_mirrors_metrics_jsonl_and_the_final_bpd(tmp_path: Path, monk
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["trackers"] == ["tensorboard", "mlflow"]
-    assert manifest["resumes"][-1]["trackers"] == ["tensorboard", "mlflow", "wandb"]
+    assert [r["trackers"] for r in manifest["resumes"]] == [["tensorboard", "mlflow", "wandb"], ["tensorboard"]]

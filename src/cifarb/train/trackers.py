@@ -194,11 +194,13 @@ class Trackers:
                 b.log_result(result, self.last_epoch)
 
     def log_summary(self, values: Mapping[str, Any]) -> None:
-        """Final scalars of a run without a result JSON (a flow: last and best test bits/dim), as final/<key>."""
+        """Final scalars of a run without a result JSON (a flow: last and best test bits/dim), as final/<key>,
+        at step values["epoch"] when given (a resume with nothing left to train logs no epoch first)."""
         scalars = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        step = int(values.get("epoch", self.last_epoch))
         if scalars:
             for b in self.backends:
-                b.log_summary(scalars, self.last_epoch)
+                b.log_summary(scalars, step)
 
     @staticmethod
     def _close_all(backends: list[Any]) -> None:
