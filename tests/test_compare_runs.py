@@ -54,6 +54,39 @@ def test_point_estimates_agree_with_each_runs_own_result() -> None:
     assert m["ci95"][0] <= m["ci95"][1]
 
 
+def test_permutations_give_each_runs_own_p_subgroup_effect(tmp_path: Path, capsys) -> None:
+    # the same test as the runs' own evaluation (seed 0, 999 permutations, min cell size 1): the same p
+    c = compare_runs(STD0, MIX0, bootstrap=50)
+    for run, side in ((STD0, "a"), (MIX0, "b")):
+        res = json.loads((run / "eval" / "cifar10-b.json").read_text())
+        assert res["settings"]["permutations"] == 999 and res["settings"]["seed"] == 0
+        assert c.p_subgroup_effect[side] == [pytest.approx(res["p_subgroup_effect"], abs=1e-12)]
+    assert c.to_dict()["p_subgroup_effect"]["a"] == c.p_subgroup_effect["a"][0]
+    assert compare_runs(STD0, MIX0, bootstrap=50, permutations=0).p_subgroup_effect is None
+    assert compare_runs(STD0, MIX0, bootstrap=0).p_subgroup_effect is None  # computed with the CIs, as eval
+    few = compare_runs(STD0, MIX0, bootstrap=50, permutations=19).p_subgroup_effect
+    assert few["permutations"] == 19 and all(p in {i / 20 for i in range(1, 21)} for p in few["a"] + few["b"])
+    # several seeds: one p per run, in pair order, printed per seed
+    a = [str(FIXTURES / f"cifar10-fastnet-mixup-s{s}") for s in (1, 0)]
+    b = [str(FIXTURES / f"cifar10-fastnet-standard-s{s}") for s in (0, 1)]
+    out = tmp_path / "c.json"
+    assert main(["compare", "--bootstrap", "50", "--permutations", "99", "--json", str(out), *a, "--", *b]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(out.read_text())["p_subgroup_effect"]
+    assert data["permutations"] == 99 and len(data["a"]) == len(data["b"]) == 2
+    from cifarb.metrics.core import subgroup_effect_p
+
+    for seed, p in zip((0, 1), data["a"], strict=True):
+        frame = pd.read_parquet(FIXTURES / f"cifar10-fastnet-mixup-s{seed}" / "predictions" / "cifar10-b.parquet")
+        sub = {n: i for i, n in enumerate(json.loads((STD0 / "eval" / "cifar10-b.json").read_text())
+                                          ["settings"]["subgroup_names"])}
+        g = frame["subgroup"].map(sub).to_numpy() if frame["subgroup"].dtype == object else frame["subgroup"]
+        assert p == subgroup_effect_p(frame["label"], frame["prediction"], g, n_classes=10, n_subgroups=8,
+                                      permutations=99)
+    assert "99 within-class permutations): A seed 0 " in text and "; B seed 0 " in text
+    assert main(["compare", "--permutations", "-1", *a, "--", *b]) == 2
+
+
 def test_row_order_does_not_matter_and_self_comparison_is_zero(tmp_path: Path) -> None:
     b = _copy(MIX0, tmp_path / "b")
     frame = pd.read_parquet(b / "predictions" / "cifar10-b.parquet")

@@ -209,24 +209,65 @@ def test_report_page_is_self_contained(report_page: Path) -> None:
     assert all(w > 300 and h > 200 for w, h in sizes)
 
 
-def test_report_renders_in_chromium_without_console_errors(chromium: _Chromium, report_page: Path) -> None:
-    decoded = "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length"
-    png, errors, n_decoded = chromium.render(report_page.resolve().as_uri(), decoded)
+STUDY_REPORT = REPO / "docs" / "study-cpu" / "report.html"
+DECODED = "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length"
+# sections only the new kind of study report has (the committed docs/study-cpu one may predate them)
+NEW_REPORT_SECTIONS = ("Summary over seeds", "Discrepancy and accuracy by corruption severity",
+                       "Class × subgroup accuracy per method", "Cell accuracy minus class accuracy",
+                       "Difference from the baseline", "Each method vs the baseline", "Provenance")
+
+
+def _render_stats(png: bytes) -> dict[str, float]:
+    """What a screenshot shows: size, distinct colours, the share of non-white and of coloured pixels."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int64)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    return {"width": rgb.shape[1], "height": rgb.shape[0], "colours": len(np.unique(packed)),
+            "non_white": float((rgb < 240).any(axis=2).mean()),
+            "coloured": float((rgb.max(axis=2) - rgb.min(axis=2) > 40).mean())}
+
+
+def _looks_rendered(stats: dict[str, float]) -> bool:
+    # plots (colour maps, markers) give hundreds of colours and a few % of saturated pixels; text is grey
+    return stats["colours"] > 500 and stats["non_white"] > 0.1 and stats["coloured"] > 0.03
+
+
+@pytest.mark.parametrize("which", ["fixtures", "study-cpu"])
+def test_report_renders_in_chromium_without_console_errors(chromium: _Chromium, report_page: Path,
+                                                           which: str) -> None:
+    page = report_page if which == "fixtures" else STUDY_REPORT
+    if not page.exists():
+        pytest.skip(f"{page} is not in this checkout")
+    html = page.read_text()
+    png, errors, n_decoded = chromium.render(page.resolve().as_uri(), DECODED)
     assert errors == []
     shot = Image.open(io.BytesIO(png)).convert("L")
     w, h = shot.size
     assert w >= 1000 and h > 3000  # the whole page: tables, scatter, severity curves, heatmaps
     assert np.asarray(shot).std() > 20  # not a blank page
-    assert n_decoded == 9  # every inline image decoded and laid out
-    (report_page.parent / "report.png").write_bytes(png)
+    assert n_decoded == html.count("<img ") >= 9  # every inline image decoded and laid out
+    stats = _render_stats(png)
+    assert _looks_rendered(stats), stats
+    if which == "fixtures" or "Provenance" in html:  # the new kind of report: its sections are all there
+        assert all(title in html for title in NEW_REPORT_SECTIONS)
+        titles = re.findall(r"<h2>([^<]*)</h2>", html)
+        assert len(titles) == len(set(titles)) and "<pre>" not in html
+    if which == "fixtures":
+        assert n_decoded == 9
+        (report_page.parent / "report.png").write_bytes(png)
 
 
 def test_chromium_check_catches_errors(chromium: _Chromium, tmp_path: Path) -> None:
-    # the negative control: a missing image and a script error must both be reported
+    # the negative controls: a missing image and a script error must both be reported, and a page of
+    # text only (what a report whose plots failed would look like) must not pass for a rendered one
     bad = tmp_path / "bad.html"
     bad.write_text('<!DOCTYPE html><html><body><img src="missing.png"><script>throw new Error("kaput")</script></body></html>')
     _, errors, _ = chromium.render(bad.as_uri())
     assert any("ERR_FILE_NOT_FOUND" in e for e in errors) and any("Uncaught" in e for e in errors)
+    text = tmp_path / "text.html"
+    text.write_text("<!DOCTYPE html><html><body>" + "<h2>Summary</h2><p>" + "MacroStd 12.3 % " * 400 + "</p>" * 3
+                    + "</body></html>")
+    png, errors, n_decoded = chromium.render(text.as_uri(), DECODED)
+    assert errors == [] and n_decoded == 0 and not _looks_rendered(_render_stats(png))
 
 
 def test_per_run_heatmaps_flag_and_figure_export(tmp_path: Path) -> None:

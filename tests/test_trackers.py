@@ -168,3 +168,64 @@ def test_no_tracker_library_is_imported_unless_asked() -> None:
                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}).stdout
     assert out.strip() == "[]"
     assert result_scalars({"dataset": "x", "accuracy": 0.5, "macro_std": None}) == {"x/accuracy": 0.5}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_flow_train_mirrors_metrics_jsonl_and_the_final_bpd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for lib in ("tensorboard", "mlflow", "wandb"):
+        pytest.importorskip(lib, reason=f"{lib} not installed (pip install 'cifarb[trackers]')")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root = write_cifar10_root(tmp_path / "data", n_train=32, n_test=16)
+    toml = tmp_path / "quick.toml"
+    toml.write_text('base = "tiny"\nhidden = 8\nsteps = 1\nbatch_size = 16\ngrid_n = 2\n')
+    out = tmp_path / "flow"
+    argv = ["flow", "train", "--config", str(toml), "--dataset", "cifar10", "--root", str(root), "--trust-local",
+            "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main([*argv, "--epochs", "1", "--log", "mlfow"]) == 2 and not out.exists()  # checked before writing
+    assert main([*argv, "--epochs", "1", "--log", "tensorboard,mlflow"]) == 0
+    ids = json.loads((out / "trackers.json").read_text())
+    # a resume extends the run and may add a tracker; MLflow continues the same run
+    assert main([*argv[:2], *argv[4:], "--resume", "--epochs", "2", "--log", "tensorboard,mlflow,wandb"]) == 0
+    epochs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    best = min(e["test_bpd"] for e in epochs)
+
+    tb = _tb_scalars(out / "tensorboard")
+    assert tb["epoch/train_bpd"] == [(e["epoch"], pytest.approx(e["train_bpd"])) for e in epochs]
+    assert tb["epoch/test_bpd"] == [(e["epoch"], pytest.approx(e["test_bpd"])) for e in epochs]
+    assert (1, pytest.approx(epochs[0]["test_bpd"])) in tb["final/test_bpd"]  # after the first invocation
+    assert tb["final/test_bpd"][-1] == (2, pytest.approx(epochs[1]["test_bpd"]))
+    assert tb["final/best_test_bpd"][-1] == (2, pytest.approx(best))
+    # resuming the finished run trains nothing and logs the same final values at the last epoch again
+    assert main([*argv[:2], *argv[4:], "--resume", "--log", "tensorboard"]) == 0
+    assert _tb_scalars(out / "tensorboard")["final/best_test_bpd"][-1] == (2, pytest.approx(best))
+
+    run_id = json.loads((out / "trackers.json").read_text())["mlflow"]
+    assert run_id == ids["mlflow"]
+    client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
+    hist = sorted(client.get_metric_history(run_id, "test_kl_bpd"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in hist] == [(e["epoch"], pytest.approx(e["test_kl_bpd"])) for e in epochs]
+    run = client.get_run(run_id)
+    assert run.data.metrics["final.best_test_bpd"] == pytest.approx(best)
+    assert run.data.params["hidden"] == "8" and run.data.params["epochs"] == "1"  # the first invocation's
+
+    wandb_runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1
+    history, summary = [], {}
+    for r in _wandb_records(next(wandb_runs[0].glob("*.wandb"))):
+        kind = r.WhichOneof("record_type")
+        if kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+        elif kind == "summary":
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    assert [(h["_step"], h["test_bpd"]) for h in history if "test_bpd" in h] == \
+        [(2, pytest.approx(epochs[1]["test_bpd"]))]  # wandb joined at the resume
+    assert summary["final/best_test_bpd"] == pytest.approx(best)
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["trackers"] == ["tensorboard", "mlflow"]
+    assert [r["trackers"] for r in manifest["resumes"]] == [["tensorboard", "mlflow", "wandb"], ["tensorboard"]]

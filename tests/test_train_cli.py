@@ -96,6 +96,36 @@ def test_run_directory_contract(root, tmp_path, capsys):
     assert (out / "metrics.jsonl").read_text() == before
 
 
+def test_permutations_reach_the_final_evaluation(root, tmp_path, capsys):
+    import pandas as pd
+
+    from cifarb.metrics.core import subgroup_effect_p
+
+    out = tmp_path / "run"
+    assert main(base_args(root, out, "--epochs", "1", "--permutations", "-1")) == 2 and not out.exists()
+    assert main(base_args(root, out, "--epochs", "1", "--permutations", "19")) == 0
+    result = json.loads((out / "eval" / "cifar10-b.json").read_text())
+    assert result["settings"]["permutations"] == 19
+    assert json.loads((out / "manifest.json").read_text())["config"]["permutations"] == 19
+    # the test the evaluation ran: 19 permutations with the run's seed, recomputed from its predictions
+    frame = pd.read_parquet(out / "predictions" / "cifar10-b.parquet")
+    sub = {n: i for i, n in enumerate(result["settings"]["subgroup_names"])}
+    groups = frame["subgroup"].map(sub) if frame["subgroup"].dtype == object else frame["subgroup"]
+    want = subgroup_effect_p(frame["label"], frame["prediction"], groups, n_classes=10, n_subgroups=8,
+                             seed=0, permutations=19)
+    assert want is not None and result["p_subgroup_effect"] == want and want in {i / 20 for i in range(1, 21)}
+    # it decides the result, so a resume may not change it
+    assert main(["train", "--out", str(out), "--resume", "--permutations", "99", "--no-progress"]) == 2
+    assert "--permutations" in capsys.readouterr().err
+    # a run made before the field existed records none: the given value is taken, not dropped
+    from cifarb.train.config import TrainConfig, check_resume_compatible
+
+    saved = TrainConfig(dataset="cifar10", arch="resnet20", aug="standard").to_dict()
+    del saved["permutations"]
+    cfg = TrainConfig(dataset="cifar10", arch="resnet20", aug="standard", permutations=19)
+    assert check_resume_compatible(saved, cfg, {"permutations"}).permutations == 19
+
+
 def test_default_out_and_python_api(root, tmp_path, monkeypatch):
     from cifarb.train import TrainConfig, train
 

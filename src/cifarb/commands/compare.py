@@ -64,6 +64,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="B",
                    help="paired bootstrap resamples (default 1000; 0: differences without CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--permutations", type=non_negative_int, default=999, metavar="R",
+                   help="within-class permutations behind each run's p_subgroup_effect, the p-value of 'no "
+                   "subgroup effect', shown for A and B (default 999; 0 turns it off; needs --bootstrap > 0)")
     p.add_argument("--min-cell-size", type=positive_int, metavar="M",
                    help="drop smaller cells from MacroStd (default: what A's evaluation used, else 1)")
     p.add_argument("--min-cell-size-worst", type=positive_int, metavar="K",
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     result = compare(
         a, b, args.dataset, corruption=args.corruption, severity=args.severity,
         bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
-        min_cell_size_worst=args.min_cell_size_worst,
+        min_cell_size_worst=args.min_cell_size_worst, permutations=args.permutations,
     )
     print(format_comparison(result), end="")
     if args.json:

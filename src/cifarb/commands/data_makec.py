@@ -71,11 +71,10 @@ def parse_corruptions(text: str) -> list[str]:
         if not item:
             continue
         group = GROUPS.get(item, (item,))
-        unknown = [g for g in group if g not in GROUPS["all"]]
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown corruption {item!r}; choose from {', '.join(GROUPS['all'])} (or all, standard, extra)"
-            )
+        if any(g not in GROUPS["all"] for g in group):
+            from cifarb.data.corruption_names import unknown_corruptions
+
+            raise argparse.ArgumentTypeError(unknown_corruptions([item], GROUPS["all"], groups=tuple(GROUPS)))
         names.extend(g for g in group if g not in names)
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of corruption names")

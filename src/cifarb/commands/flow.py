@@ -64,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from cifarb._threads import add_threads_arg
 
     add_threads_arg(p, "flow training (torch intra-op threads)")
+    p.add_argument("--log", metavar="TRACKERS",
+                   help="mirror metrics.jsonl and the final bits/dim to tensorboard, mlflow and/or wandb "
+                   "(comma-separated; optional extras, written locally: RUNDIR/tensorboard, RUNDIR/mlruns "
+                   "or $MLFLOW_TRACKING_URI, wandb offline in RUNDIR/wandb; may change on --resume)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("sample", help="draw images from a flow into a PNG grid",
@@ -101,6 +105,12 @@ def run_train(args: argparse.Namespace) -> int:
     from cifarb.errors import UsageError
 
     apply_threads(args.threads)
+    trackers = None
+    if args.log:
+        from cifarb.train.trackers import TrackerSpec, check_installed, parse_log
+
+        trackers = TrackerSpec(parse_log(args.log))
+        check_installed(trackers.names)  # unknown or missing trackers fail before anything is written
     from cifarb.flows.configs import load_config
     from cifarb.flows.train import prepare_run, train_flow
     from cifarb.runs import default_run_name
@@ -116,7 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
     prepare_run(cfg, Path(args.out), args.resume, args.epochs, dataset=args.dataset, root=args.root,
                 trust_local=args.trust_local)
     out = train_flow(cfg, args.out, dataset=args.dataset, root=args.root, trust_local=args.trust_local,
-                     epochs=args.epochs, resume=args.resume, device=args.device, progress=args.progress)
+                     epochs=args.epochs, resume=args.resume, device=args.device, progress=args.progress,
+                     trackers=trackers)
     print(f"flow run: {out}")
     return 0
 

@@ -112,6 +112,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-train", type=positive_int, metavar="N", help="train on the first N training images only")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
                    help="evaluate on CIFAR-B at the end (default: yes)")
+    p.add_argument("--permutations", type=non_negative_int, metavar="R",
+                   help="within-class permutations behind the final evaluation's p_subgroup_effect, the "
+                   "p-value of 'no subgroup effect' (default 999, as eval; 0 turns the test off; recorded in "
+                   "the result's settings)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision: bf16 autocast (fp16 + loss scaling on GPUs without bf16); default: "
                    "on CUDA only; may change on --resume")
@@ -140,6 +144,7 @@ _FIELDS = (
     "dataset", "arch", "aug", "epochs", "seed", "out", "resume", "root", "trust_local", "batch_size", "lr",
     "weight_decay", "device", "workers", "image_size", "pretrained", "augmix_jsd", "limit_train", "eval",
     "amp", "compile", "progress", "flow", "flowaug_p", "flowaug_tau", "flowaug_mode", "flowaug_swap", "log",
+    "permutations",
 )
 
 

@@ -316,9 +316,11 @@ def load_cifar_c(dataset: str, root: str | Path | None = None, trust_local: bool
             raise CifarbError(f"no corruption files found in {folder}; run `cifarb data fetch {fetch_name} "
                               f"--root {root_p}` or generate a set with `cifarb data make-c`")
     else:
-        unknown = [c for c in corruptions if c not in CIFAR_C_CORRUPTIONS]
-        if unknown:
-            raise CifarbError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(CIFAR_C_CORRUPTIONS)}")
+        from cifarb.data.corruption_names import unknown_corruptions
+
+        message = unknown_corruptions(corruptions)
+        if message:
+            raise CifarbError(message)
         wanted = list(dict.fromkeys(corruptions))
     names = ["labels", *wanted]
 

@@ -222,13 +222,16 @@ def train_flow(
     device: str | None = None,
     progress: bool = True,
     log: Any = None,
+    trackers: Any = None,
 ) -> Path:
     """Train (or resume) a flow in run directory `out` and return its path.
 
     Each epoch appends {"event": "epoch", epoch, train_bpd, test_bpd, lr, elapsed_s, ...} to
     metrics.jsonl, rewrites checkpoints/last.pt atomically (and best.pt on a new best test bpd), and
     writes samples/epoch_NNNN.png. `data` overrides reading `dataset` from `root` (tests). A resume
-    reuses the run's config, epochs, dataset, root and trust_local (see `prepare_run`).
+    reuses the run's config, epochs, dataset, root and trust_local (see `prepare_run`). `trackers`
+    (a cifarb.train.trackers.TrackerSpec, passed in by the command layer) mirror each epoch line and
+    the final bits/dim to TensorBoard, MLflow or wandb.
     """
     out = Path(out)
     plan = prepare_run(cfg, out, resume, epochs, dataset=dataset, root=root, trust_local=trust_local)
@@ -247,12 +250,13 @@ def train_flow(
     # one writer per run directory, for the life of the run; the OS releases the lock if this process dies
     with rundir.lock("flow run directory"):
         rundir.check_can_start(resume)  # again: the folder may have changed while the data was read
-        return _train_locked(plan, data, rundir, dev, progress, log)
+        return _train_locked(plan, data, rundir, dev, progress, log, trackers)
 
 
 def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.device, progress: bool,
-                  log: Any) -> Path:
+                  log: Any, trackers: Any = None) -> Path:
     cfg, n_epochs, out = plan.cfg, plan.epochs, rundir.path
+    tracker_names = list(trackers.names) if trackers is not None else []
     say = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
     torch.manual_seed(cfg.seed)
     model = GlobalLocalFlow(cfg).to(dev)
@@ -280,7 +284,7 @@ def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.
         manifest = dict(plan.saved)
         manifest["epochs"] = n_epochs
         entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads(),
-                                 **(plan.changes or {})}
+                                 "trackers": tracker_names, **(plan.changes or {})}
         entry.update({k: v for k, v in provenance_info().items() if k != "versions"})
         manifest.setdefault("resumes", []).append(entry)
         rundir.write_manifest(manifest)
@@ -297,9 +301,12 @@ def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.
             "data": {"n_train": len(data.train), "n_test": len(data.test), "n_official_test": data.n_official_test,
                      "verified": data.verified, "sha256": data.files},
             **provenance_info(),
+            "trackers": tracker_names,
             "resumes": [],
         })
 
+    tracker = trackers.open(out, config={**cfg.to_dict(), "dataset": data.dataset, "epochs": n_epochs}) \
+        if trackers is not None else None
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total_steps = steps_per_epoch * n_epochs
     if start_epoch == 0:
@@ -367,7 +374,7 @@ def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.
             best = test_bpd
             rundir.save_checkpoint(state, "best.pt")
         rundir.save_checkpoint(state, "last.pt")
-        rundir.append_metrics({
+        rundir.append_metrics(record := {
             "event": "epoch",
             "epoch": epoch,
             "train_bpd": sum_bpd / seen,
@@ -378,6 +385,13 @@ def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.
             "epoch_s": round(epoch_s, 3),
             "cpu_s": round(cpu, 3),
         })
+        if tracker is not None:
+            tracker.log_epoch(record)
         say(f"epoch {epoch}/{n_epochs}: train {sum_bpd / seen:.4f} bpd, test {test_bpd:.4f} bpd "
             f"(KL {test_kl:.4f}), {epoch_s:.1f} s")
+    if tracker is not None:
+        done = rundir.read_metrics("epoch")  # the final result: the last epoch's line and the best test bpd
+        if done:
+            tracker.log_summary({**done[-1], "best_test_bpd": min(r["test_bpd"] for r in done)})
+        tracker.close()
     return rundir.path

@@ -441,6 +441,24 @@ def compute_metrics(labels: Any, predictions: Any, subgroups: Any, *, n_classes:
                                null_draws=null_draws, permutations=permutations)
 
 
+def subgroup_effect_p(labels: Any, predictions: Any, subgroups: Any, *, n_classes: int | None = None,
+                      n_subgroups: int | None = None, seed: int = 0, min_cell_size: int = 1,
+                      permutations: int = PERMUTATIONS) -> float | None:
+    """`p_subgroup_effect` alone: the within-class permutation test of `compute_metrics` (the same seed
+    stream, so the same value for the same seed), without the intervals; None when `permutations` is 0
+    or MacroStd is undefined."""
+    _check_settings(0, seed, min_cell_size, 1, 1, permutations)
+    y, p, g, cnames, gnames = prepare_arrays(labels, predictions, subgroups, n_classes=n_classes,
+                                             n_subgroups=n_subgroups, class_names=None, subgroup_names=None)
+    n, k = E.cell_counts(y, y == p, g, len(cnames), len(gnames))
+    observed = float(E.macro_std(n, k, int(min_cell_size)))
+    if int(permutations) == 0 or np.isnan(observed):
+        return None
+    perm_seed, _ = inference_seed_sequences(seed)
+    null = E.permutation_null(n, k, int(permutations), np.random.default_rng(perm_seed), int(min_cell_size))
+    return E.permutation_p_value(observed, null)
+
+
 # keys that have no meaning without subgroups (CIFAR-10.1): null in the result
 SUBGROUP_KEYS: tuple[str, ...] = catalog.SUBGROUP_KEYS
 

@@ -52,6 +52,8 @@ class Comparison:
     seeds: list[str] = field(default_factory=list)  # one label per pair
     n_classes: int = 10
     warnings: list[str] = field(default_factory=list)
+    # each side's p_subgroup_effect (one per pair) and the permutations behind it; None when not computed
+    p_subgroup_effect: dict[str, Any] | None = None
 
     @property
     def multi(self) -> bool:
@@ -65,7 +67,9 @@ class Comparison:
                 "bootstrap": self.bootstrap, "seed": self.seed, "pairing": self.pairing, "pairs": self.seeds,
                 "primary": self.primary, "metrics": self.metrics, "verdict": self.verdict,
                 "accuracy_verdict": self.accuracy_verdict, "warnings": self.warnings,
-                "near_chance_below": chance_threshold(self.n_classes)}
+                "near_chance_below": chance_threshold(self.n_classes),
+                "p_subgroup_effect": None if self.p_subgroup_effect is None else {
+                    **self.p_subgroup_effect, **{k: self.p_subgroup_effect[k][0] for k in ("a", "b") if one}}}
 
 
 # --- inputs ------------------------------------------------------------------------------------------
@@ -140,6 +144,11 @@ def _select(frame: Any, path: Path, corruption: str | None, severity: int | None
             f"{path} holds {len(pairs)} corruption x severity pairs; MacroStd is defined per pair, so choose "
             f"one with --corruption NAME --severity S (available: {avail})"
         )
+    from cifarb.data.corruption_names import unknown_corruptions
+
+    message = unknown_corruptions([corruption], sorted({c for c, _ in pairs}), where=str(path))
+    if message:
+        raise UsageError(f"--corruption: {message}")
     sel = frame[(frame["corruption"] == corruption) & (frame["severity"] == severity)]
     if sel.empty:
         raise CifarbError(f"{path} has no predictions for corruption {corruption} severity {severity} (available: {avail})")
@@ -230,12 +239,17 @@ def _pair(a: list[Path], b: list[Path], files: bool, runs: dict[Path, Run]) -> t
 
 def compare(a_paths: list[Path | str], b_paths: list[Path | str], dataset: str | None = None, *,
             corruption: str | None = None, severity: int | None = None, bootstrap: int = 1000, seed: int = 0,
-            min_cell_size: int | None = None, min_cell_size_worst: int | None = None) -> Comparison:
+            min_cell_size: int | None = None, min_cell_size_worst: int | None = None,
+            permutations: int = 999) -> Comparison:
     """Compare A against B: run directories (paired by seed) or predictions files (paired by position).
 
     One pair is a paired bootstrap over the shared images (`cifarb.metrics.paired_bootstrap`); several
-    pairs are a two-level bootstrap over images and seeds (`cifarb.metrics.multiseed`).
+    pairs are a two-level bootstrap over images and seeds (`cifarb.metrics.multiseed`). Each run's own
+    `p_subgroup_effect` (`permutations` within-class permutations, as `cifarb eval`; computed only
+    with `bootstrap` > 0, and 0 turns it off) is reported beside the verdict.
     """
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:
+        raise UsageError(f"--permutations must be a non-negative integer, got {permutations!r}")
     a, b = [Path(p) for p in a_paths], [Path(p) for p in b_paths]
     if not a or not b:
         raise UsageError("give at least one run for A and one for B")
@@ -317,9 +331,18 @@ def compare(a_paths: list[Path | str], b_paths: list[Path | str], dataset: str |
                    bootstrap, near=near, accuracy=ordered["accuracy"])
     acc = accuracy_verdict(ordered["accuracy"])
     warnings = verdict_warnings(ordered, primary, near, C)
+    p_effect = None
+    if bootstrap > 0 and permutations > 0 and first.subgroups is not None:
+        from cifarb.metrics.core import subgroup_effect_p
+
+        opts = {"n_classes": C, "n_subgroups": len(first.subgroup_names or []) or None, "seed": seed,
+                "min_cell_size": mcs, "permutations": permutations}
+        p_effect = {"a": [subgroup_effect_p(s.labels, s.pred, s.subgroups, **opts) for s, _ in sides],
+                    "b": [subgroup_effect_p(t.labels, t.pred, t.subgroups, **opts) for _, t in sides],
+                    "permutations": permutations}
     a, b = [p for p, _ in pairs], [p for _, p in pairs]  # in pair order
     return Comparison(a, b, str(dataset), selection, n, bootstrap, seed, ordered, fair, acc, primary, pairing,
-                      labels, C, warnings)
+                      labels, C, warnings, p_effect)
 
 
 def compare_runs(a_path: Path | str, b_path: Path | str, dataset: str | None = None, **kwargs: Any) -> Comparison:
@@ -434,6 +457,17 @@ def format_comparison(c: Comparison) -> str:
                 per = ", ".join(f"{s} {'—' if v is None else f'{100 * v:+.2f}'}"
                                 for s, v in zip(c.seeds, c.metrics[name]["per_seed"], strict=True))
                 lines.append(f"  {name}: {per}")
+    if c.p_subgroup_effect is not None:
+        def p_text(v: float | None) -> str:
+            return "—" if v is None else f"{v:.3g}"
+
+        sides = []
+        for side in ("a", "b"):
+            values = c.p_subgroup_effect[side]
+            sides.append(f"{side.upper()} " + (p_text(values[0]) if not c.multi else ", ".join(
+                f"{s} {p_text(v)}" for s, v in zip(c.seeds, values, strict=True))))
+        lines += ["", f"p_subgroup_effect (each run's test of no subgroup effect, "
+                  f"{c.p_subgroup_effect['permutations']} within-class permutations): {'; '.join(sides)}"]
     lines += ["", f"verdict: {c.verdict}", f"accuracy: {c.accuracy_verdict}"]
     lines += [f"warning: {w}" for w in c.warnings]
     if c.primary == "macro_std_excess":

@@ -46,6 +46,8 @@ class TrainConfig:
     # evaluate on CIFAR-B at the end (eval/<dataset>-b.json, predictions/<dataset>-b.parquet)
     eval: bool = True
     eval_bootstrap: int = 1000
+    # within-class permutations of the final evaluation's p_subgroup_effect (0: off); as `eval --permutations`
+    permutations: int = 999
     progress: bool = True
     flow: str | None = None
     flowaug_p: float = 0.5
@@ -169,6 +171,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise UsageError(f"--workers must be >= 0, got {cfg.workers!r}")
     if isinstance(cfg.eval_bootstrap, bool) or not isinstance(cfg.eval_bootstrap, int) or cfg.eval_bootstrap < 0:
         raise UsageError(f"eval_bootstrap must be a non-negative integer, got {cfg.eval_bootstrap!r}")
+    if isinstance(cfg.permutations, bool) or not isinstance(cfg.permutations, int) or cfg.permutations < 0:
+        raise UsageError(f"--permutations must be a non-negative integer, got {cfg.permutations!r}")
     if cfg.image_size is not None and not cfg.arch.endswith("_imagenet"):
         raise UsageError(f"--image-size applies to the *_imagenet architectures only, not {cfg.arch}; drop it")
     if not 0.0 <= cfg.flowaug_p <= 1.0:
@@ -208,7 +212,9 @@ def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig, given: set[
             merged[name] = getattr(cfg, name)
         elif name in EXTENDABLE_FIELDS and _is_extension(merged.get(name), getattr(cfg, name)):
             merged[name] = getattr(cfg, name)
-        elif name in merged and getattr(cfg, name) != merged[name]:
+        elif name not in merged:  # a field the run's cifarb version did not record: nothing to conflict with
+            merged[name] = getattr(cfg, name)
+        elif getattr(cfg, name) != merged[name]:
             flag = "--" + name.replace("_", "-")
             more = f", or give a larger {flag} to extend it" if name in EXTENDABLE_FIELDS else ""
             raise UsageError(

@@ -675,7 +675,7 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
     result = evaluate(
         loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
         device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
-        min_cell_size_worst=10, subgroup_names=None, rundir=p.rundir, progress=cfg.progress, tta=p.recipe.tta,
+        min_cell_size_worst=10, subgroup_names=None, permutations=cfg.permutations, rundir=p.rundir, progress=cfg.progress, tta=p.recipe.tta,
     )
     from cifarb.eval.table import summary_line
 

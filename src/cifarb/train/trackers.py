@@ -1,4 +1,4 @@
-"""Experiment trackers (`train --log tensorboard,mlflow,wandb`): mirror metrics.jsonl and the final result.
+"""Experiment trackers (`train`/`flow train --log tensorboard,mlflow,wandb`): mirror metrics.jsonl and the final result.
 
 Each backend is an optional extra and is imported only when asked for. All of them write locally:
 TensorBoard event files in RUNDIR/tensorboard/; MLflow's local file store in RUNDIR/mlruns/ (unless
@@ -13,6 +13,7 @@ import json
 import os
 import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,11 @@ class _TensorBoard:
             self.writer.add_scalar(f"eval/{k}", v, step)
         self.writer.flush()
 
+    def log_summary(self, values: Mapping[str, float], step: int) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(f"final/{k}", v, step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -131,6 +137,9 @@ class _MLflow:
         self.mlflow.log_metrics({k.replace("/", "."): v for k, v in result_scalars(result).items()}, step=step)
         self.mlflow.log_dict(dict(result), f"eval/{result.get('dataset', 'eval')}.json")
 
+    def log_summary(self, values: Mapping[str, float], step: int) -> None:
+        self.mlflow.log_metrics({f"final.{k}": v for k, v in values.items()}, step=step)
+
     def close(self) -> None:
         self.mlflow.end_run()
 
@@ -154,6 +163,9 @@ class _Wandb:
 
     def log_result(self, result: Mapping[str, Any], step: int) -> None:
         self.run.summary.update(result_scalars(result))
+
+    def log_summary(self, values: Mapping[str, float], step: int) -> None:
+        self.run.summary.update({f"final/{k}": v for k, v in values.items()})
 
     def close(self) -> None:
         self.run.finish()
@@ -181,6 +193,15 @@ class Trackers:
             for b in self.backends:
                 b.log_result(result, self.last_epoch)
 
+    def log_summary(self, values: Mapping[str, Any]) -> None:
+        """Final scalars of a run without a result JSON (a flow: last and best test bits/dim), as final/<key>,
+        at step values["epoch"] when given (a resume with nothing left to train logs no epoch first)."""
+        scalars = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        step = int(values.get("epoch", self.last_epoch))
+        if scalars:
+            for b in self.backends:
+                b.log_summary(scalars, step)
+
     @staticmethod
     def _close_all(backends: list[Any]) -> None:
         for b in backends:
@@ -191,6 +212,17 @@ class Trackers:
 
     def close(self) -> None:
         self._finalizer()
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """The trackers a run mirrors to, opened once its run directory exists (how `flow train` gets them:
+    the flows layer sits below train and does not import this module)."""
+
+    names: tuple[str, ...]
+
+    def open(self, rundir: Path | str, config: Mapping[str, Any] | None = None, name: str | None = None) -> Trackers:
+        return open_trackers(self.names, rundir, name, config)
 
 
 def open_trackers(names: Iterable[str], rundir: Path | str, name: str | None = None,

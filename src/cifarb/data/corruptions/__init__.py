@@ -93,7 +93,9 @@ def check_name(name: str) -> Corruption:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise CifarbError(f"unknown corruption {name!r}; choose from: {', '.join(CORRUPTIONS)}") from None
+        from cifarb.data.corruption_names import unknown_corruptions
+
+        raise CifarbError(unknown_corruptions([name], CORRUPTIONS) or f"unknown corruption {name!r}") from None
 
 
 def check_severity(severity: int) -> int:
