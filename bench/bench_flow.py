@@ -134,7 +134,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from cifarb.augment.flowaug import FlowAug
+    from cifarb.augment.flowaug import FlowAug, FlowAugOptions
     from cifarb.data.readers import load_cifar
     from cifarb.flows.checkpoint import load_flow
     from cifarb.models import build_model
@@ -176,7 +176,7 @@ def main() -> None:
 
     # --- FlowAug on its own ---------------------------------------------------------------------------------
     labels = torch.as_tensor(test.labels[: args.n])
-    online = FlowAug(args.flow, p=0.5, progress=False)
+    online = FlowAug(FlowAugOptions(args.flow, p=0.5, progress=False))
     g = torch.Generator().manual_seed(0)
     t = time.perf_counter()
     for i in range(0, n, 128):
@@ -212,7 +212,7 @@ def main() -> None:
             def fn():
                 for s in range(args.steps):
                     j = (s * bs) % (len(images) - bs)
-                    trainer.train_step(images[j : j + bs], lab[j : j + bs], 0, s)
+                    trainer.train_step(images[j : j + bs], lab[j : j + bs], 0, s, torch.arange(j, j + bs))
             return fn
 
         t_off, t_std = _median_pair(steps(off), steps(std), args.rounds)

@@ -111,6 +111,47 @@ def test_custom_pieces_plug_in_through_the_registry(clean_registry):
         register_augmentation("a+b", lambda num_classes, **o: _Invert())
 
 
+class _Lookup(BatchAugmentation):
+    """Declares it wants indices: adds each image's index to it, and records what the pipeline handed over."""
+
+    uses_indices = True
+    priority = 1
+
+    def __init__(self):
+        self.seen, self.datasets = [], []
+
+    def __call__(self, images, labels, generator, indices=None):
+        self.seen.append(None if indices is None else indices.clone())
+        return (images if indices is None else images + indices.view(-1, 1, 1, 1).to(images.dtype)), labels
+
+    def check_dataset(self, images, labels):
+        self.datasets.append((images, labels))
+
+
+def test_indices_reach_only_the_pieces_that_declare_them(clean_registry):
+    lookup = _Lookup()
+    register_augmentation("lookup", lambda num_classes, **o: lookup, options=())
+    register_augmentation("addone", lambda num_classes, **o: _AddOne(1), options=["addone_amount"])
+    plain = build_pipeline("addone", num_classes=10)
+    assert not plain.uses_indices  # _AddOne's __call__ has no indices parameter and never gets one
+    img = torch.full((3, 3, 4, 4), 10, dtype=torch.uint8)
+    y = torch.zeros(3, dtype=torch.int64)
+    out, _ = plain.batch(img, y, plain.generator(epoch=0, step=0), torch.tensor([4, 0, 7]))
+    assert (out == 11).all()
+    pipe = build_pipeline("addone+lookup", num_classes=10)
+    assert pipe.uses_indices and [p.name for p in pipe.batch_pieces] == ["lookup", "addone"]
+    out, _ = pipe.batch(img, y, pipe.generator(epoch=0, step=0), torch.tensor([4, 0, 7]))
+    assert out[:, 0, 0, 0].tolist() == [15, 11, 18] and lookup.seen[-1].tolist() == [4, 0, 7]
+    x, _ = pipe.prepare(img, y, epoch=0, step=0, indices=torch.tensor([1, 2, 3]), mean=(0, 0, 0), std=(1, 1, 1),
+                        channels_last=False)
+    assert lookup.seen[-1].tolist() == [1, 2, 3] and (x[:, 0, 0, 0] * 255).round().tolist() == [12, 13, 14]
+    pipe.prepare(img, y, epoch=0, step=1)
+    assert lookup.seen[-1] is None  # a caller without indices: the piece is told so
+    images, labels = torch.zeros(5, 3, 4, 4, dtype=torch.uint8), torch.arange(5)
+    pipe.check_dataset(images, labels)
+    assert len(lookup.datasets) == 1 and lookup.datasets[0][0] is images
+
+
 LAZY_MODULE = """
 from cifarb.augment import MixAugmentation, register_augmentation
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cifarb.augment import build_pipeline
-from cifarb.augment.flowaug import FlowAug, mix_latents
+from cifarb.augment.flowaug import FlowAug, FlowAugOptions, mix_latents
 from cifarb.errors import CifarbError
 from cifarb.flows.checkpoint import FORMAT, FORMAT_VERSION
 from cifarb.flows.configs import preset
@@ -43,7 +43,7 @@ def _batch(n: int = 24, seed: int = 0):
 
 
 def test_labels_kept_output_in_range_and_seeded(flow_ckpt):
-    aug = FlowAug(flow_ckpt, p=0.5)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=0.5))
     x, y = _batch()
     x_before = x.clone()
     out, labels = aug(x, y, torch.Generator().manual_seed(1))
@@ -55,12 +55,12 @@ def test_labels_kept_output_in_range_and_seeded(flow_ckpt):
     again, _ = aug(x, y, torch.Generator().manual_seed(1))
     other, _ = aug(x, y, torch.Generator().manual_seed(2))
     assert torch.equal(out, again) and not torch.equal(out, other)
-    none = FlowAug(flow_ckpt, p=0.0)
+    none = FlowAug(FlowAugOptions(flow_ckpt, p=0.0))
     assert torch.equal(none(x, y, torch.Generator().manual_seed(1))[0], x)
 
 
 def test_eps_kept_and_z_changed(flow_ckpt):
-    aug = FlowAug(flow_ckpt, p=1.0)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=1.0))
     x, y = _batch()
     out, lat = aug.transform(x, y, torch.Generator().manual_seed(3))
     model = aug.flow
@@ -80,7 +80,7 @@ def test_eps_kept_and_z_changed(flow_ckpt):
 
 
 def test_blown_up_decodes_are_rejected_and_the_original_kept(flow_ckpt, monkeypatch):
-    aug = FlowAug(flow_ckpt, p=1.0)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=1.0))
     x, y = _batch(8)
     real = type(aug.flow).flow_inverse
     calls = {"n": 0}
@@ -119,7 +119,7 @@ def test_swap_rules_any_class_and_resample():
 
 
 def test_resampled_z_follows_the_prior_at_temperature(flow_ckpt):
-    aug = FlowAug(flow_ckpt, p=1.0, resample=1.0, tau=0.5)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=1.0, resample=1.0, tau=0.5))
     x, y = _batch(200)
     _, lat = aug.transform(x, y, torch.Generator().manual_seed(4))
     m = aug.flow
@@ -128,7 +128,7 @@ def test_resampled_z_follows_the_prior_at_temperature(flow_ckpt):
 
 
 def test_class_swap_with_attached_bank_uses_same_class_partners(flow_ckpt):
-    aug = FlowAug(flow_ckpt, p=1.0, swap="class", resample=0.0, progress=False)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=1.0, swap="class", resample=0.0, progress=False))
     x, y = _batch(30)
     aug.attach(x, y)
     _, lat = aug.transform(x[:10], y[:10], torch.Generator().manual_seed(5), torch.arange(10))
@@ -140,31 +140,31 @@ def test_class_swap_with_attached_bank_uses_same_class_partners(flow_ckpt):
 
 def test_offline_pool_is_cached_and_used(flow_ckpt, tmp_path, monkeypatch):
     x, y = _batch(40)
-    aug = FlowAug(flow_ckpt, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False)
+    aug = FlowAug(FlowAugOptions(flow_ckpt, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False))
     aug.attach(x, y)
     pool_dir = aug.pool_dir
     assert (pool_dir / "pool.json").is_file() and list(pool_dir.glob("shard_*.npz"))
-    out, labels = aug(x[:16], y[:16], torch.Generator().manual_seed(6))
+    out, labels = aug(x[:16], y[:16], torch.Generator().manual_seed(6), indices=torch.arange(16))
     assert torch.equal(labels, y[:16])
     assert aug.stats["pool_hits"] == 16 and aug.stats["online"] == 0
     for i in range(16):
         assert any(torch.equal(out[i], aug._pool[i, v]) for v in range(2))
     # A second FlowAug with the same flow, data and settings loads the shards instead of decoding.
-    again = FlowAug(flow_ckpt, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False)
+    again = FlowAug(FlowAugOptions(flow_ckpt, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False))
     monkeypatch.setattr(FlowAug, "_decode", lambda *a, **k: pytest.fail("pool was rebuilt"))
     again.attach(x, y)
     monkeypatch.undo()
     assert again.pool_dir == pool_dir and torch.equal(again._pool, aug._pool)
     # Another flow checkpoint (another sha256) or other data gets another cache key.
-    other = FlowAug(_write_flow(tmp_path / "other.pt", seed=1), p=1.0, mode="offline", pool=2,
-                    cache=tmp_path / "cache", progress=False)
+    other = FlowAug(FlowAugOptions(_write_flow(tmp_path / "other.pt", seed=1), p=1.0, mode="offline", pool=2,
+                                   cache=tmp_path / "cache", progress=False))
     other.attach(x, y)
     assert other.pool_dir != pool_dir
     aug.attach(x[:39], y[:39])
     assert aug.pool_dir != pool_dir
     # An image not in the pool (e.g. changed by a per-sample augmentation) falls back to online.
     flipped = x[:4].flip(3)
-    out, _ = again(flipped, y[:4], torch.Generator().manual_seed(7))
+    out, _ = again(flipped, y[:4], torch.Generator().manual_seed(7), indices=torch.arange(4))
     assert again.stats["pool_misses"] == 4 and again.stats["online"] == 4
     assert out.dtype == torch.uint8
 
@@ -185,25 +185,25 @@ def test_missing_or_mismatched_flow_is_a_clear_error(flow_ckpt, tmp_path):
     with pytest.raises(CifarbError, match="needs --flow"):
         build_pipeline("flowaug", num_classes=10)
     with pytest.raises(CifarbError, match="does not exist"):
-        FlowAug(tmp_path / "missing.pt")
+        FlowAug(FlowAugOptions(tmp_path / "missing.pt"))
     foreign = tmp_path / "resnet.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CifarbError, match="not a cifarb flow checkpoint"):
-        FlowAug(foreign)
+        FlowAug(FlowAugOptions(foreign))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
     with pytest.raises(CifarbError, match="unreadable"):
-        FlowAug(junk)
+        FlowAug(FlowAugOptions(junk))
     with pytest.raises(CifarbError, match="trained on cifar10.*100 classes"):
-        FlowAug(flow_ckpt, num_classes=100)
-    aug = FlowAug(flow_ckpt)
+        FlowAug(FlowAugOptions(flow_ckpt, num_classes=100))
+    aug = FlowAug(FlowAugOptions(flow_ckpt))
     with pytest.raises(CifarbError, match="models \\(3, 32, 32\\) images"):
         aug(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
             torch.Generator())
     for kw, needle in [({"p": 1.5}, "flowaug-p"), ({"tau": 0}, "flowaug-tau"), ({"mode": "batch"}, "flowaug-mode"),
                        ({"swap": "same"}, "flowaug-swap")]:
         with pytest.raises(CifarbError, match=needle):
-            FlowAug(flow_ckpt, **kw)
+            FlowAug(FlowAugOptions(flow_ckpt, **kw))
 
 
 def test_offline_mode_reads_the_training_set_itself(flow_ckpt, shared_data, tmp_path):
@@ -217,6 +217,6 @@ def test_offline_mode_reads_the_training_set_itself(flow_ckpt, shared_data, tmp_
     train = load_cifar("cifar10", "train", shared_data, trust_local=True)
     x = torch.from_numpy(train.images[100:132]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(train.labels[100:132])
-    out, labels = piece(x, y, torch.Generator().manual_seed(0))
+    out, labels = piece(x, y, torch.Generator().manual_seed(0), indices=torch.arange(100, 132))
     assert len(piece._pool) == len(train.labels) and piece.stats["pool_hits"] == 32
     assert torch.equal(out, piece._pool[100:132, 0]) and torch.equal(labels, y)

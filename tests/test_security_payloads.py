@@ -132,18 +132,18 @@ def test_flow_checkpoints_for_sample_and_resume(tmp_path, marker, capsys):
 
 
 def test_flowaug_pool_shards(tmp_path, marker):
-    from cifarb.augment.flowaug import FlowAug
+    from cifarb.augment.flowaug import FlowAug, FlowAugOptions
     from test_flowaug_core import _batch, _write_flow
 
     flow = _write_flow(tmp_path / "flow.pt")
     x, y = _batch(8)
-    aug = FlowAug(flow, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False)
+    aug = FlowAug(FlowAugOptions(flow, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False))
     aug.attach(x, y)
     good = aug._pool.clone()
     shard = next(aug.pool_dir.glob("shard_*.npz"))
     with open(shard, "wb") as fh:  # an object array in the shard is a pickle inside the .npz
         np.savez(fh, images=np.array([Payload(marker)], dtype=object))
-    again = FlowAug(flow, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False)
+    again = FlowAug(FlowAugOptions(flow, p=1.0, mode="offline", pool=2, cache=tmp_path / "cache", progress=False))
     again.attach(x, y)  # the damaged cache is rebuilt, never unpickled
     assert torch.equal(again._pool, good)
 

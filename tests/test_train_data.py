@@ -71,6 +71,51 @@ def test_per_sample_stage_is_the_same_with_or_without_workers():
     assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, list(inline.epoch(3))))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_carry_the_dataset_positions_of_their_images(workers):
+    """indexed_epoch: through the tensor path and the DataLoader (inline and in worker processes), a batch's
+    indices are the positions in the training set of exactly the images it holds."""
+    images, labels = data(24)
+    labels = torch.arange(24)  # a label per image, so labels name the image independently of the indices
+    pipe = build_pipeline("autoaugment", num_classes=24, seed=5)
+    loaders = {"tensor": TrainBatches(images, labels, 8, seed=1)}
+    loaders["dataloader"] = TrainBatches(images, labels, 8, seed=1, pipeline=pipe, workers=workers)
+    perm = epoch_permutation(24, 1, 2)
+    for name, tb in loaders.items():
+        got = list(tb.indexed_epoch(2))
+        assert len(got) == 3, name
+        for s, (x, y, idx) in enumerate(got):
+            assert idx.dtype == torch.int64 and idx.device.type == "cpu"
+            assert torch.equal(idx, perm[s * 8 : (s + 1) * 8]) and torch.equal(y, labels[idx]), name
+            if name == "tensor":
+                assert torch.equal(x, images[idx])
+            else:  # each image is the per-sample stage's output for the image at its index
+                expected = torch.stack([pipe.sample(images[i], epoch=2, index=int(i)) for i in idx])
+                assert torch.equal(x, expected)
+        # epoch() is the same batches without the indices
+        assert all(torch.equal(a, x) and torch.equal(b, y) for (a, b), (x, y, _) in zip(tb.epoch(2), got))
+
+
+def test_index_using_pipelines_check_the_dataset_once():
+    images, labels = data(24)
+    calls = []
+
+    class _Pipe:  # the two hooks TrainBatches uses
+        has_sample_stage = False
+        uses_indices = True
+
+        def check_dataset(self, imgs, labs):
+            calls.append((imgs, labs))
+
+    tb = TrainBatches(images, labels, 8, seed=1, pipeline=_Pipe())
+    for e in range(3):
+        list(tb.indexed_epoch(e))
+    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is labels
+    _Pipe.uses_indices = False
+    TrainBatches(images, labels, 8, seed=1, pipeline=_Pipe())
+    assert len(calls) == 1
+
+
 def test_normalize_and_to_nchw():
     rng = np.random.default_rng(0)
     nhwc = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)

@@ -92,14 +92,24 @@ class BatchAugmentation(Augmentation):
 
     Randomness comes only from `generator` (a CPU generator); outputs stay on the input's device.
     With views, the same random parameters apply to every view of an image.
+
+    A piece that needs to know which training images it got sets `uses_indices = True`: the pipeline
+    then also passes `indices=` (int64 CPU (N,), each image's position in the training set, or None when
+    the caller has none). Other pieces never see indices.
     """
 
     stage: ClassVar[str] = "batch"
+    uses_indices: ClassVar[bool] = False
 
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def check_dataset(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called once before training, for pieces with `uses_indices`, with the training set that the
+        batches' indices point into (uint8 (N, C, H, W), int64 (N,)); raise CifarbError if it is not the
+        set the piece was prepared for."""
 
 
 class MixAugmentation(Augmentation):

@@ -11,8 +11,13 @@ Modes:
 - `online`: encode/decode the chosen images of every batch.
 - `offline`: precompute `pool` variants per training image once, cached in shards under
   <cache>/flowaug/<key>/ with key = sha256(flow checkpoint sha256, data sha256, settings); during
-  training a chosen image is replaced by one of its variants, found by the hash of its pixels (FlowAug
-  runs before crop/flip, so it sees the stored images). Images not in the pool fall back to online.
+  training a chosen image is replaced by one of its variants, found by the image's index in the training
+  set, which the batch carries (`indices=`). An image that is no longer the stored one (changed by a
+  per-sample augmentation before the batch stage) falls back to online. FlowAug runs before crop/flip,
+  so it sees the stored images.
+
+All settings travel as one `FlowAugOptions`, built from the pipeline's `flowaug_*` options in one place
+(`FlowAugOptions.from_options`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +38,90 @@ from cifarb.augment.base import BatchAugmentation, keyed_generator
 from cifarb.augment.registry import register_augmentation
 from cifarb.errors import CifarbError
 
-__all__ = ["FlowAug", "make_flowaug", "OPTIONS", "mix_latents", "data_sha256"]
+__all__ = ["FlowAug", "FlowAugOptions", "make_flowaug", "OPTIONS", "mix_latents", "data_sha256"]
 
-OPTIONS = (
-    "flowaug_flow",
-    "flowaug_p",
-    "flowaug_tau",
-    "flowaug_mode",
-    "flowaug_swap",
-    "flowaug_resample",
-    "flowaug_pool",
-    "flowaug_batch_size",
-    "flowaug_device",
-    "flowaug_cache",
-    "flowaug_progress",
-    "flowaug_root",
-    "flowaug_trust_local",
-    "flowaug_seed",
-    "flowaug_max_clip",
-)
+# Unchanged since the pixel-hash lookup: row i of a pool is still the i-th attached image, so pools
+# cached before indices were carried stay valid. A pool.json of another format is rebuilt.
 _POOL_FORMAT = "cifarb-flowaug-pool/1"
+
+
+@dataclass(frozen=True)
+class FlowAugOptions:
+    """Every FlowAug setting; the pipeline option `flowaug_<field>` sets `<field>` (num_classes aside).
+
+    flow: checkpoint file or flow run directory. p: probability an image is augmented. tau: prior
+    temperature. mode: online | offline. swap: any | class. resample: probability of a prior draw
+    instead of a partner's z. pool: offline variants per image. batch_size: images per encode/decode
+    chunk. device: the flow's device (default: the batch's). cache: pool folder (default
+    <cifarb cache>/flowaug). progress: progress bars. root, trust_local: where offline mode reads the
+    training set when nobody attached it. seed: the pool's seed. max_clip: largest clipped fraction a
+    decode may have before it is rejected. num_classes: the run's classes (checked against the flow).
+    """
+
+    flow: str | Path | None
+    p: float = 0.5
+    tau: float = 1.0
+    mode: str = "online"
+    swap: str = "any"
+    resample: float = 0.5
+    pool: int = 2
+    batch_size: int = 256
+    device: str | None = None
+    cache: str | Path | None = None
+    progress: bool = True
+    root: str | Path | None = None
+    trust_local: bool = False
+    seed: int = 0
+    max_clip: float = 0.2
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.flow is None or str(self.flow) == "":
+            raise CifarbError(
+                "--aug flowaug needs --flow CKPT: a flow checkpoint from `cifarb flow train` (its run directory "
+                "or RUNDIR/checkpoints/last.pt), e.g. the bundled docs/assets/flow_small.pt"
+            )
+        if not 0.0 <= float(self.p) <= 1.0:
+            raise CifarbError(f"--flowaug-p must be in [0, 1], got {self.p}")
+        if not float(self.tau) > 0:
+            raise CifarbError(f"--flowaug-tau must be positive, got {self.tau}")
+        if self.mode not in ("online", "offline"):
+            raise CifarbError(f"--flowaug-mode must be online or offline, got {self.mode!r}")
+        if self.swap not in ("any", "class"):
+            raise CifarbError(f"--flowaug-swap must be any or class, got {self.swap!r}")
+        if not 0.0 <= float(self.resample) <= 1.0:
+            raise CifarbError(f"flowaug_resample must be in [0, 1], got {self.resample}")
+        if int(self.pool) <= 0 or int(self.batch_size) <= 0:
+            raise CifarbError(
+                f"flowaug_pool and flowaug_batch_size must be positive, got {self.pool}, {self.batch_size}"
+            )
+        if not 0.0 <= float(self.max_clip) <= 1.0:
+            raise CifarbError(f"flowaug_max_clip must be in [0, 1], got {self.max_clip}")
+        # frozen: normalise the types once, so every reader sees plain floats/ints/bools
+        for name, kind in (
+            ("p", float),
+            ("tau", float),
+            ("resample", float),
+            ("max_clip", float),
+            ("pool", int),
+            ("batch_size", int),
+            ("seed", int),
+            ("num_classes", int),
+            ("progress", bool),
+            ("trust_local", bool),
+        ):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    @classmethod
+    def from_options(cls, num_classes: int, opts: Mapping[str, Any]) -> FlowAugOptions:
+        """The one place pipeline options (the CLI's --flow and --flowaug-* flags) become FlowAug settings."""
+        given = {f.name: opts[f"flowaug_{f.name}"] for f in fields(cls) if f"flowaug_{f.name}" in opts}
+        given.pop("num_classes", None)
+        return cls(**{"flow": None, **given, "num_classes": num_classes})
+
+
+# the pipeline options FlowAug reads, declared to the registry so misspelt ones are caught
+OPTIONS = tuple(f"flowaug_{f.name}" for f in fields(FlowAugOptions) if f.name != "num_classes")
 
 
 def data_sha256(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -60,12 +131,6 @@ def data_sha256(images: torch.Tensor, labels: torch.Tensor) -> str:
     h.update(np.ascontiguousarray(images.cpu().numpy()).tobytes())
     h.update(np.ascontiguousarray(labels.cpu().numpy().astype(np.int64)).tobytes())
     return h.hexdigest()
-
-
-def _image_keys(images: torch.Tensor) -> list[bytes]:
-    """A short content hash per image (uint8 (N, C, H, W)): how a batch image finds its pool entry."""
-    arr = np.ascontiguousarray(images.cpu().numpy())
-    return [hashlib.blake2b(a.tobytes(), digest_size=12).digest() for a in arr]
 
 
 def mix_latents(
@@ -126,87 +191,52 @@ class FlowAug(BatchAugmentation):
     """The `flowaug` batch piece; see the module docstring. Runs before crop/flip (priority 5)."""
 
     priority = 5
+    uses_indices = True  # the offline pool is looked up by each image's training-set index
 
-    def __init__(
-        self,
-        flow: str | Path | None,
-        *,
-        num_classes: int = 10,
-        p: float = 0.5,
-        tau: float = 1.0,
-        mode: str = "online",
-        swap: str = "any",
-        resample: float = 0.5,
-        pool: int = 2,
-        batch_size: int = 256,
-        device: str | None = None,
-        cache: str | Path | None = None,
-        progress: bool = True,
-        root: str | Path | None = None,
-        trust_local: bool = False,
-        seed: int = 0,
-        max_clip: float = 0.2,
-    ) -> None:
-        if flow is None or str(flow) == "":
-            raise CifarbError(
-                "--aug flowaug needs --flow CKPT: a flow checkpoint from `cifarb flow train` (its run directory "
-                "or RUNDIR/checkpoints/last.pt), e.g. the bundled docs/assets/flow_small.pt"
-            )
-        if not 0.0 <= float(p) <= 1.0:
-            raise CifarbError(f"--flowaug-p must be in [0, 1], got {p}")
-        if not float(tau) > 0:
-            raise CifarbError(f"--flowaug-tau must be positive, got {tau}")
-        if mode not in ("online", "offline"):
-            raise CifarbError(f"--flowaug-mode must be online or offline, got {mode!r}")
-        if swap not in ("any", "class"):
-            raise CifarbError(f"--flowaug-swap must be any or class, got {swap!r}")
-        if not 0.0 <= float(resample) <= 1.0:
-            raise CifarbError(f"flowaug_resample must be in [0, 1], got {resample}")
-        if int(pool) <= 0 or int(batch_size) <= 0:
-            raise CifarbError(
-                f"flowaug_pool and flowaug_batch_size must be positive, got {pool}, {batch_size}"
-            )
+    def __init__(self, options: FlowAugOptions) -> None:
+        if not isinstance(options, FlowAugOptions):
+            raise TypeError(f"FlowAug takes a FlowAugOptions, got {type(options).__name__}")
         from cifarb.flows.checkpoint import load_flow
 
-        self.loaded = load_flow(flow, device="cpu")
+        self.options = options
+        self.loaded = load_flow(options.flow, device="cpu")
         self.flow = self.loaded.model
         trained_on = self.loaded.meta.get("dataset")
-        expected = {10: "cifar10", 100: "cifar100"}.get(int(num_classes))
+        expected = {10: "cifar10", 100: "cifar100"}.get(options.num_classes)
         if trained_on and expected and trained_on != expected:
             raise CifarbError(
                 f"flow checkpoint {self.loaded.path} was trained on {trained_on}, but this run has "
-                f"{num_classes} classes ({expected}); train a flow on {expected} with `cifarb flow train`"
+                f"{options.num_classes} classes ({expected}); train a flow on {expected} with `cifarb flow train`"
             )
-        self.p, self.tau, self.mode, self.swap = float(p), float(tau), mode, swap
-        self.resample, self.pool_size, self.batch_size = float(resample), int(pool), int(batch_size)
-        self.device = torch.device(device) if device else None
-        self.cache = Path(cache) if cache else None
-        self.progress = bool(progress)
-        if not 0.0 <= float(max_clip) <= 1.0:
-            raise CifarbError(f"flowaug_max_clip must be in [0, 1], got {max_clip}")
-        self.max_clip = float(max_clip)
-        self.num_classes = int(num_classes)
-        self.root, self.trust_local, self.seed = root, bool(trust_local), int(seed)
-        # Set by attach(): the training set's z bank (for swaps across the whole set) and the offline pool.
+        self.device = torch.device(options.device) if options.device else None
+        # Set by attach(): the training set (row i = index i), its z bank (for swaps across the whole set),
+        # its fingerprint and the offline pool.
+        self._images: torch.Tensor | None = None
         self._bank_z: torch.Tensor | None = None
         self._bank_labels: torch.Tensor | None = None
-        self._index: dict[bytes, int] = {}
+        self._data_sha256: str | None = None
         self._pool: torch.Tensor | None = None
         self.pool_dir: Path | None = None
+        # Set by check_dataset() before attach(): the fingerprint of the set the batch indices point into.
+        self._indexed_sha256: tuple[int, str] | None = None
         self.stats = {"online": 0, "pool_hits": 0, "pool_misses": 0, "rejected": 0}
+
+    @property
+    def pool_size(self) -> int:
+        return self.options.pool
 
     # --- helpers ---------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         return {
             "flow": str(self.loaded.path),
             "flow_sha256": self.loaded.sha256,
-            "p": self.p,
-            "tau": self.tau,
-            "mode": self.mode,
-            "swap": self.swap,
-            "resample": self.resample,
-            "pool": self.pool_size if self.mode == "offline" else None,
-            "max_clip": self.max_clip,
+            "p": self.options.p,
+            "tau": self.options.tau,
+            "mode": self.options.mode,
+            "swap": self.options.swap,
+            "resample": self.options.resample,
+            "pool": self.options.pool if self.options.mode == "offline" else None,
+            "max_clip": self.options.max_clip,
         }
 
     def _model_on(self, device: torch.device) -> Any:
@@ -233,9 +263,9 @@ class FlowAug(BatchAugmentation):
     def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         model = self._model_on(images.device)
         dev = next(model.parameters()).device
-        zs, es = [], []
-        for i in range(0, len(images), self.batch_size):
-            z, e = model.encode(images[i : i + self.batch_size].to(dev))
+        zs, es, bs = [], [], self.options.batch_size
+        for i in range(0, len(images), bs):
+            z, e = model.encode(images[i : i + bs].to(dev))
             zs.append(z)
             es.append(e)
         return torch.cat(zs), torch.cat(es)
@@ -243,12 +273,12 @@ class FlowAug(BatchAugmentation):
     @torch.no_grad()
     def _decode(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode in chunks; also return which images blew up (more than max_clip of values clipped)."""
-        outs, clips = [], []
-        for i in range(0, len(z), self.batch_size):
-            x, clip = self.flow.decode_checked(z[i : i + self.batch_size], eps[i : i + self.batch_size])
+        outs, clips, bs = [], [], self.options.batch_size
+        for i in range(0, len(z), bs):
+            x, clip = self.flow.decode_checked(z[i : i + bs], eps[i : i + bs])
             outs.append(x)
             clips.append(clip)
-        return torch.cat(outs), torch.cat(clips) > self.max_clip
+        return torch.cat(outs), torch.cat(clips) > self.options.max_clip
 
     def _new_z(
         self,
@@ -263,9 +293,9 @@ class FlowAug(BatchAugmentation):
             labels,
             generator,
             sample_z=lambda n, t, g: _prior_draw(self.flow, n, t, g),
-            tau=self.tau,
-            swap=self.swap,
-            resample=self.resample,
+            tau=self.options.tau,
+            swap=self.options.swap,
+            resample=self.options.resample,
             bank_z=self._bank_z if use_bank else None,
             bank_labels=self._bank_labels if use_bank else None,
             self_index=self_index if use_bank else None,
@@ -309,46 +339,82 @@ class FlowAug(BatchAugmentation):
         self._check_shape(images)
         if len(images) != len(labels):
             raise CifarbError(f"flowaug.attach: {len(images)} images but {len(labels)} labels")
+        seed = self.options.seed if seed is None else seed
+        data_hash = data_sha256(images, labels)
+        if self.options.mode == "offline":
+            self.pool_dir = self._pool_folder(data_hash, seed)
+        if self._indexed_sha256 is not None and self._indexed_sha256[1] != data_hash:
+            raise self._mismatch((len(images), data_hash), self._indexed_sha256)
         z, eps = self._encode_progress(images, "flowaug encode")
+        self._images, self._data_sha256 = images.cpu(), data_hash
         self._bank_z, self._bank_labels = z, labels.cpu()
-        self._index = {k: i for i, k in enumerate(_image_keys(images))}
-        if self.mode == "offline":
-            self._pool = self._load_or_build_pool(images, labels, z, eps, self.seed if seed is None else seed)
+        if self.options.mode == "offline":
+            self._pool = self._load_or_build_pool(images, labels, z, eps, data_hash, seed)
+
+    def check_dataset(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Pin the training set the batch indices point into (TrainBatches calls this once): raise
+        CifarbError if it is not the attached set, or, when attach() comes later, if that set is not it.
+        Hashes the whole set once; batches are never hashed."""
+        indexed = (len(images), data_sha256(images, torch.as_tensor(labels, dtype=torch.int64)))
+        if self._images is not None and self._data_sha256 != indexed[1]:
+            raise self._mismatch((len(self._images), str(self._data_sha256)), indexed)
+        self._indexed_sha256 = indexed
+
+    def _where(self) -> str:
+        """What to name in an error: the pool file in offline mode, else the flow checkpoint."""
+        if self.options.mode == "offline" and self.pool_dir is not None:
+            return f"flowaug's offline pool {self.pool_dir / 'pool.json'}"
+        return f"flowaug (flow {self.loaded.path})"
+
+    def _mismatch(self, attached: tuple[int, str], indexed: tuple[int, str]) -> CifarbError:
+        return CifarbError(
+            f"{self._where()} was built for a training set of {attached[0]} images (data sha256 "
+            f"{attached[1][:12]}), but the batch indices point into another one ({indexed[0]} images, sha256 "
+            f"{indexed[1][:12]}), so an index would pick another image's variants; attach the set you train "
+            "on, FlowAug.attach(train_images, train_labels), as `cifarb train` does"
+        )
 
     def _encode_progress(self, images: torch.Tensor, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-        bar = _bar(len(images), desc, self.progress)
-        zs, es = [], []
-        for i in range(0, len(images), self.batch_size):
-            z, e = self._encode(images[i : i + self.batch_size])
+        bar = _bar(len(images), desc, self.options.progress)
+        zs, es, bs = [], [], self.options.batch_size
+        for i in range(0, len(images), bs):
+            z, e = self._encode(images[i : i + bs])
             zs.append(z)
             es.append(e)
-            bar.update(min(self.batch_size, len(images) - i))
+            bar.update(min(bs, len(images) - i))
         bar.close()
         return torch.cat(zs), torch.cat(es)
 
     def _pool_key(self, data_hash: str, seed: int) -> str:
         settings = {
-            "tau": self.tau,
-            "swap": self.swap,
-            "resample": self.resample,
-            "pool": self.pool_size,
+            "tau": self.options.tau,
+            "swap": self.options.swap,
+            "resample": self.options.resample,
+            "pool": self.options.pool,
             "seed": seed,
-            "max_clip": self.max_clip,
+            "max_clip": self.options.max_clip,
         }
         blob = json.dumps(
             {"flow": self.loaded.sha256, "data": data_hash, "settings": settings}, sort_keys=True
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
-    def _load_or_build_pool(
-        self, images: torch.Tensor, labels: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, seed: int
-    ) -> torch.Tensor:
+    def _pool_folder(self, data_hash: str, seed: int) -> Path:
         from cifarb.data.root import cache_dir
 
-        data_hash = data_sha256(images, labels)
-        key = self._pool_key(data_hash, seed)
-        folder = (self.cache or cache_dir() / "flowaug") / key
-        self.pool_dir = folder
+        root = Path(self.options.cache) if self.options.cache else cache_dir() / "flowaug"
+        return root / self._pool_key(data_hash, seed)
+
+    def _load_or_build_pool(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        z: torch.Tensor,
+        eps: torch.Tensor,
+        data_hash: str,
+        seed: int,
+    ) -> torch.Tensor:
+        folder = self._pool_folder(data_hash, seed)
         meta_path = folder / "pool.json"
         shard = 4096
         n = len(images)
@@ -363,18 +429,18 @@ class FlowAug(BatchAugmentation):
                 ):
                     parts = [_read_shard(folder, name) for name in meta["shards"]]
                     pool = torch.from_numpy(np.concatenate(parts))
-                    if pool.shape == (n, self.pool_size, *images.shape[1:]):
+                    if pool.shape == (n, self.options.pool, *images.shape[1:]):
                         return pool
             except (OSError, ValueError, KeyError, TypeError, EOFError, json.JSONDecodeError):
                 pass  # a damaged cache is rebuilt below
-        out = torch.empty((n, self.pool_size, *images.shape[1:]), dtype=torch.uint8)
-        bar = _bar(n * self.pool_size, "flowaug pool", self.progress)
+        out = torch.empty((n, self.options.pool, *images.shape[1:]), dtype=torch.uint8)
+        bar = _bar(n * self.options.pool, "flowaug pool", self.options.progress)
         names = []
         for s0 in range(0, n, shard):
             s1 = min(n, s0 + shard)
-            for v in range(self.pool_size):
-                for b0 in range(s0, s1, self.batch_size):
-                    b1 = min(s1, b0 + self.batch_size)
+            for v in range(self.options.pool):
+                for b0 in range(s0, s1, self.options.batch_size):
+                    b1 = min(s1, b0 + self.options.batch_size)
                     # Keyed per (seed, variant, chunk start): a shard's content does not depend on the others.
                     g = keyed_generator(seed, 0xF10A, v, b0)
                     z_new = self._new_z(z[b0:b1], labels[b0:b1], g, torch.arange(b0, b1))
@@ -398,10 +464,10 @@ class FlowAug(BatchAugmentation):
                 "flow": str(self.loaded.path),
                 "data_sha256": data_hash,
                 "n": n,
-                "pool": self.pool_size,
-                "tau": self.tau,
-                "swap": self.swap,
-                "resample": self.resample,
+                "pool": self.options.pool,
+                "tau": self.options.tau,
+                "swap": self.options.swap,
+                "resample": self.options.resample,
                 "seed": seed,
                 "shards": names,
             },
@@ -413,31 +479,67 @@ class FlowAug(BatchAugmentation):
         """Offline mode without attach(): read the training set the way the engine does and attach it."""
         from cifarb.data.readers import load_cifar
 
-        dataset = {10: "cifar10", 100: "cifar100"}.get(self.num_classes)
+        dataset = {10: "cifar10", 100: "cifar100"}.get(self.options.num_classes)
         if dataset is None:
             raise CifarbError(
                 f"flowaug offline mode needs the training set: call FlowAug.attach(images, labels) for a "
-                f"{self.num_classes}-class dataset (only cifar10/cifar100 are read automatically)"
+                f"{self.options.num_classes}-class dataset (only cifar10/cifar100 are read automatically)"
             )
-        train = load_cifar(dataset, "train", self.root, self.trust_local)
-        self.attach(train.images, train.labels, seed=self.seed)
+        train = load_cifar(dataset, "train", self.options.root, self.options.trust_local)
+        self.attach(train.images, train.labels, seed=self.options.seed)
+
+    def _rows(self, images: torch.Tensor, chosen: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
+        """Row in the attached set of each chosen image, or -1 where there is none: no indices, nothing
+        attached, or the image is no longer the stored one (a per-sample augmentation changed it)."""
+        if indices is None or self._images is None:
+            return torch.full((len(chosen),), -1, dtype=torch.int64)
+        rows = indices[chosen]
+        same = (images[chosen].cpu() == self._images[rows]).flatten(1).all(1)
+        return torch.where(same, rows, -1)
+
+    def _check_indices(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        indices = torch.as_tensor(indices).to("cpu", torch.int64)
+        if indices.shape != (len(images),):
+            raise ValueError(f"flowaug: {len(images)} images but indices of shape {tuple(indices.shape)}")
+        n = len(self._images) if self._images is not None else None
+        if n is not None and len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            bad = int(indices.max()) if int(indices.max()) >= n else int(indices.min())
+            raise CifarbError(
+                f"batch index {bad} is outside the {n} training images {self._where()} was built for: the "
+                "batches come from another training set; attach the set you train on, "
+                "FlowAug.attach(train_images, train_labels), as `cifarb train` does"
+            )
+        return indices
 
     @torch.no_grad()
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        indices: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a uint8 batch; `indices` are the images' positions in the training set (int64 (N,))."""
         self._check_shape(images)
-        if self.mode == "offline" and self._pool is None:
-            self._attach_from_readers()
+        if self.options.mode == "offline":
+            if indices is None:
+                raise CifarbError(
+                    "flowaug offline mode finds an image's pool variants by its training-set index: pass "
+                    "indices= (the batch's positions in the training set) to AugmentPipeline.prepare, as "
+                    "cifarb.train's TrainBatches.indexed_epoch yields them"
+                )
+            if self._pool is None:
+                self._attach_from_readers()
+        if indices is not None:
+            indices = self._check_indices(images, indices)
         n = len(images)
-        chosen = torch.rand(n, generator=generator) < self.p
-        variant = torch.randint(self.pool_size, (n,), generator=generator)
+        chosen = torch.rand(n, generator=generator) < self.options.p
+        variant = torch.randint(self.options.pool, (n,), generator=generator)
         if not bool(chosen.any()):
             return images, labels
         out = images.clone()
         idx = torch.nonzero(chosen).flatten()
-        keys = _image_keys(images[idx]) if self._index else [b""] * len(idx)
-        rows = torch.tensor([self._index.get(k, -1) for k in keys], dtype=torch.int64)
+        rows = self._rows(images, idx, indices)
         online = idx
         if self._pool is not None:
             hit = rows >= 0
@@ -470,25 +572,8 @@ def _bar(total: int, desc: str, progress: bool):
 
 
 def make_flowaug(num_classes: int, **opts: Any) -> FlowAug:
-    """Registry factory: reads the `flowaug_*` options (the CLI's --flow and --flowaug-* flags)."""
-    return FlowAug(
-        opts.get("flowaug_flow"),
-        num_classes=num_classes,
-        p=opts.get("flowaug_p", 0.5),
-        tau=opts.get("flowaug_tau", 1.0),
-        mode=opts.get("flowaug_mode", "online"),
-        swap=opts.get("flowaug_swap", "any"),
-        resample=opts.get("flowaug_resample", 0.5),
-        pool=opts.get("flowaug_pool", 2),
-        root=opts.get("flowaug_root"),
-        trust_local=opts.get("flowaug_trust_local", False),
-        seed=opts.get("flowaug_seed", 0),
-        max_clip=opts.get("flowaug_max_clip", 0.2),
-        batch_size=opts.get("flowaug_batch_size", 256),
-        device=opts.get("flowaug_device"),
-        cache=opts.get("flowaug_cache"),
-        progress=opts.get("flowaug_progress", True),
-    )
+    """Registry factory: the `flowaug_*` options (the CLI's --flow and --flowaug-* flags) -> FlowAug."""
+    return FlowAug(FlowAugOptions.from_options(num_classes, opts))
 
 
 register_augmentation("flowaug", make_flowaug, options=OPTIONS)

@@ -125,12 +125,34 @@ class AugmentPipeline:
         """The CPU generator for one training step: keyed, so resuming needs no saved RNG state."""
         return keyed_generator(self.seed, _BATCH_TAG, epoch, step, rank)
 
-    def batch(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply the uint8 batch pieces (crop/flip, cutout, FlowAug, ...) in priority order."""
+    @property
+    def uses_indices(self) -> bool:
+        """Whether a batch piece wants each image's training-set position (`indices=` of `prepare`)."""
+        return any(p.uses_indices for p in self.batch_pieces)
+
+    def check_dataset(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Once before training: tell the index-using pieces which training set the indices point into."""
         for piece in self.batch_pieces:
-            images, labels = piece(images, labels, generator)
+            if piece.uses_indices:
+                piece.check_dataset(images, labels)
+
+    def batch(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        indices: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the uint8 batch pieces (crop/flip, cutout, FlowAug, ...) in priority order.
+
+        `indices` (int64 (N,), each image's position in the training set) reaches only the pieces that
+        declare `uses_indices`; the others keep the three-argument call.
+        """
+        for piece in self.batch_pieces:
+            if piece.uses_indices:
+                images, labels = piece(images, labels, generator, indices=indices)  # type: ignore[call-arg]
+            else:
+                images, labels = piece(images, labels, generator)
         return images, labels
 
     def mix(
@@ -161,10 +183,13 @@ class AugmentPipeline:
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = True,
+        indices: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 batch from the loader -> (model input, targets for `loss`).
 
-        images: uint8 (N, C, H, W), or (N, V, C, H, W) when `views > 1`; labels int64 (N,). Returns x float
+        images: uint8 (N, C, H, W), or (N, V, C, H, W) when `views > 1`; labels int64 (N,); indices: the
+        images' positions in the training set (int64 (N,), CPU), needed by pieces with `uses_indices`
+        (FlowAug's offline pool), ignored by the others. Returns x float
         (V*N, C, H, W), view-major (rows [:N] are the clean/primary view), normalised with mean/std (default:
         the pipeline's), channels_last; targets int64 (N,) or float (N, num_classes) when a mix piece ran.
         """
@@ -176,7 +201,7 @@ class AugmentPipeline:
                 f"pipeline {self.spec!r} expects {expected_dim}-d batches, got {tuple(images.shape)}"
             )
         g = generator if generator is not None else self.generator(epoch=epoch, step=step, rank=rank)
-        images, labels = self.batch(images, labels, g)
+        images, labels = self.batch(images, labels, g, indices)
         if self.views > 1:
             images = images.transpose(0, 1).flatten(0, 1)
         if channels_last:

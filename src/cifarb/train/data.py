@@ -3,7 +3,8 @@
 Batches are index lists drawn from a permutation keyed by (seed, epoch), so a resumed run sees the same
 batches, and under DDP every rank takes its own slice of the same global batch. Without a per-sample
 ("sample" stage) augmentation, batches are gathered straight from the (device-resident) tensor; with
-one, a DataLoader runs the pipeline's dataset in worker processes.
+one, a DataLoader runs the pipeline's dataset in worker processes. Either way each batch can carry its
+images' dataset positions (`indexed_epoch`), for augmentations that look images up (FlowAug's pool).
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     from cifarb.augment.base import keyed_generator
 
     return torch.randperm(n, generator=keyed_generator(seed, _SHUFFLE_TAG, epoch))
+
+
+class _WithIndex(torch.utils.data.Dataset):
+    """A map-style dataset's items plus the dataset index each came from, collated into the batch."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, label = self.dataset[key]
+        return image, label, int(key[1] if isinstance(key, tuple) else key)
 
 
 class TrainBatches:
@@ -80,6 +95,9 @@ class TrainBatches:
         else:
             # batched ops only: keep everything where the model is and gather by index
             self.images, self.labels = self.path.to_device(images), self.path.to_device(labels)
+        if pipeline is not None and getattr(pipeline, "uses_indices", False):
+            # once, not per batch: the pieces that look images up by index check this is their data
+            pipeline.check_dataset(images, labels)
 
     def __len__(self) -> int:
         return self.n // self.batch_size
@@ -92,21 +110,27 @@ class TrainBatches:
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (uint8 images, int64 labels) on the training device for each step of `epoch`."""
+        for images, labels, _ in self.indexed_epoch(epoch):
+            yield images, labels
+
+    def indexed_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Like `epoch`, plus each batch's dataset positions: int64 (local batch,), on the CPU."""
         batches = self.batch_indices(epoch)
         if self.sample_dataset is None:
             for idx in batches:
-                idx = idx.to(self.device)
-                yield self.images[idx], self.labels[idx]
+                on_device = idx.to(self.device)
+                yield self.images[on_device], self.labels[on_device], idx
             return
         self.sample_dataset.set_epoch(epoch)
+        # the index travels with each item through the workers, so it always names the image it came with
         loader = torch.utils.data.DataLoader(
-            self.sample_dataset,
+            _WithIndex(self.sample_dataset),
             batch_sampler=[b.tolist() for b in batches],
             num_workers=self.workers,
             pin_memory=self.path.pinned,
         )
-        for images, labels in loader:
-            yield self.path.to_device(images), self.path.to_device(labels)
+        for images, labels, indices in loader:
+            yield self.path.to_device(images), self.path.to_device(labels), indices
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:

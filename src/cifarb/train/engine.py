@@ -303,12 +303,14 @@ class Trainer:
     def _autocast(self) -> Any:
         return self.path.autocast()
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a uint8 batch; returns (mean loss, number correct) as device tensors."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int,
+                   indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a uint8 batch (`indices`: its training-set positions, for FlowAug's pool);
+        returns (mean loss, number correct) as device tensors."""
         p = self.p
         x, targets = p.pipeline.prepare(
             images, labels, epoch=epoch, step=step, rank=self.info.rank, mean=p.mean, std=p.std,
-            channels_last=p.cfg.channels_last,
+            channels_last=p.cfg.channels_last, indices=indices,
         )
         with self._autocast():
             logits = self.forward_model(x)
@@ -331,9 +333,9 @@ class Trainer:
         correct_sum = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
         lr = self.optimizer.param_groups[0]["lr"]
-        for step, (images, labels) in enumerate(self.batches.epoch(epoch)):
+        for step, (images, labels, indices) in enumerate(self.batches.indexed_epoch(epoch)):
             lr = self.optimizer.param_groups[0]["lr"]
-            loss, correct = self.train_step(images, labels, epoch, step)
+            loss, correct = self.train_step(images, labels, epoch, step, indices)
             loss_sum += loss.double() * len(labels)
             correct_sum += correct
             seen += len(labels)
