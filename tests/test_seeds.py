@@ -83,3 +83,32 @@ def test_documented_example_holds_and_no_torch():
     code = ("import sys, cifarb.seeds; assert 'torch' not in sys.modules and 'numpy' not in sys.modules; "
             "import cifarb.eval.settings; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_training_run_seeds_its_cis_apart_from_its_training(tmp_path):
+    """The final evaluation's CIs use derive_seed(run seed, "eval-ci"), not the training seed, and that
+    recorded seed reproduces them from the saved predictions."""
+    import json
+
+    import pandas as pd
+
+    from cifarb.metrics import compute_metrics
+    from cifarb.train import TrainConfig
+    from cifarb.train.engine import run
+    from test_train_helpers import write_cifar10_root
+
+    root = write_cifar10_root(tmp_path / "data", n_train=32, n_test=24)
+    out = tmp_path / "run"
+    cfg = TrainConfig(dataset="cifar10", arch="resnet20", aug="standard", epochs=1, seed=3, root=str(root),
+                      trust_local=True, batch_size=16, out=str(out), progress=False, eval_bootstrap=50)
+    result = run(cfg).eval_result
+    assert result is not None
+    recorded = json.loads((out / "eval" / "cifar10-b.json").read_text())["settings"]
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 3
+    assert recorded["seed"] == derive_seed(3, "eval-ci") != 3
+    frame = pd.read_parquet(out / "predictions" / "cifar10-b.parquet")
+    again = compute_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy(), frame["subgroup"].to_numpy(),
+                            n_classes=10, n_subgroups=8, bootstrap=50, seed=recorded["seed"], min_cell_size=1,
+                            min_cell_size_worst=10, permutations=recorded["permutations"])
+    assert again.to_dict()["ci95"] == pytest.approx(result["ci95"])

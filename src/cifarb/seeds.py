@@ -10,7 +10,8 @@ table (augmentation, shuffling, the per-epoch torch seed, FlowAug) keep the tags
     5925726403892485592
 
 The values are the same on every platform and in every process (no `hash()`), which is what makes
-DataLoader workers, DDP ranks and resumed runs reproducible.
+DataLoader workers, DDP ranks and resumed runs reproducible. One seed is not derived: a classifier's
+initial weights come from `torch.manual_seed(run seed)`, as building the model in a notebook gives.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from cifarb.train.config import (
 from cifarb.train.data import TrainBatches, eval_batches, normalize, to_nchw
 from cifarb.train.device import DevicePath
 from cifarb.train.hparams import LRSchedule, Recipe, resolve_recipe
+
+if TYPE_CHECKING:
+    from cifarb.eval.settings import EvalSettings
 
 CHECKPOINT_FORMAT = "cifarb-train-1"
 # per-channel statistics of the training sets (RGB fractions), and ImageNet's for pretrained backbones
@@ -706,6 +709,18 @@ def _sync_metrics(rundir: RunDir, history: list[dict[str, Any]]) -> None:
             rundir.append_metrics(record)
 
 
+def eval_settings(p: Plan) -> EvalSettings:
+    """The settings of a run's final evaluation: its CIs are seeded by derive_seed(run seed, "eval-ci"),
+    so the bootstrap never reuses a draw of the training's streams."""
+    from cifarb.eval.settings import EvalSettings
+
+    return EvalSettings(
+        bootstrap=p.run.cfg.eval_bootstrap, seed=derive_seed(p.run.seed, "eval-ci"), min_cell_size=1,
+        min_cell_size_worst=10, subgroup_names=None, tta=p.recipe.tta, batch_size=max(256, p.recipe.batch_size),
+        device=str(p.runtime.device), progress=p.runtime.progress,
+    )
+
+
 def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
     """Evaluate the final model on CIFAR-B; writes eval/, predictions/ and an "eval" line in metrics.jsonl."""
     from cifarb.eval import evaluate
@@ -720,11 +735,8 @@ def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
         sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=m.num_classes, source=str(ckpt),
     )
     # with rundir, evaluate writes eval/<dataset>.json, predictions/<dataset>.parquet and the "eval" line
-    result = evaluate(
-        loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
-        device=str(p.runtime.device), bootstrap=cfg.eval_bootstrap, seed=p.run.seed, min_cell_size=1,
-        min_cell_size_worst=10, subgroup_names=None, rundir=rundir, progress=p.runtime.progress, tta=p.recipe.tta,
-    )
+    result = evaluate(loaded, dataset, settings=eval_settings(p), root=cfg.root, trust_local=cfg.trust_local,
+                      rundir=rundir)
     from cifarb.eval.table import summary_line
 
     _log(p.runtime, summary_line(result))
