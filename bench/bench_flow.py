@@ -205,7 +205,7 @@ def main() -> None:
         t_pool = time.perf_counter() - t
         print(f"offline pool: {len(piece._pool)} images x {piece.pool_size} variants built in {t_pool:.1f} s "
               f"({len(piece._pool) * piece.pool_size / t_pool:.0f} img/s), cached in {piece.pool_dir}")
-        images, lab = std.p.train_images, std.p.train_labels
+        images, lab = std.p.data.train_images, std.p.data.train_labels
         bs = std.p.recipe.batch_size
 
         def steps(trainer):

@@ -146,7 +146,7 @@ def main() -> None:
                 ts.append(time_ours(trainer, rep + 1))
             ips = n / statistics.median(ts)
             ref = n / statistics.median(bs)
-            print(f"cifarb {aug:<16} {ips:8.1f} img/s   ratio {ips / ref:.3f}   (workers {trainer.p.workers}, "
+            print(f"cifarb {aug:<16} {ips:8.1f} img/s   ratio {ips / ref:.3f}   (workers {trainer.p.runtime.workers}, "
                   f"views {trainer.p.pipeline.views})", flush=True)
 
 

@@ -110,11 +110,11 @@ def _bare_loop(trainer: Any, amp: bool, compile_: bool, steps: int) -> tuple[flo
     r = p.recipe
     opt = torch.optim.SGD(model.parameters(), lr=r.lr * 0.1, momentum=r.momentum, nesterov=r.nesterov,
                           weight_decay=r.weight_decay)
-    mean = torch.tensor(p.mean, device=path.device).view(1, 3, 1, 1)
-    std = torch.tensor(p.std, device=path.device).view(1, 3, 1, 1)
-    images = p.train_images[: 8 * r.batch_size].to(path.device)
+    mean = torch.tensor(p.model.mean, device=path.device).view(1, 3, 1, 1)
+    std = torch.tensor(p.model.std, device=path.device).view(1, 3, 1, 1)
+    images = p.data.train_images[: 8 * r.batch_size].to(path.device)
     batches = [(path.memory_format((images[i : i + r.batch_size].float() / 255 - mean) / std),
-                p.train_labels[i : i + r.batch_size].to(path.device))
+                p.data.train_labels[i : i + r.batch_size].to(path.device))
                for i in range(0, len(images) - r.batch_size + 1, r.batch_size)]
 
     def step(x: Any, y: Any) -> None:

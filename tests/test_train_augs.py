@@ -79,7 +79,7 @@ def test_per_sample_policies_run_in_process_on_cpu_unless_workers_are_asked_for(
         cfg = TrainConfig(dataset="cifar10", arch="resnet20", aug="autoaugment", epochs=1, batch_size=8,
                           root=str(root), trust_local=True, out=str(tmp_path / "run"), eval=False,
                           progress=False, device="cpu", **kw)
-        return plan(cfg).workers
+        return plan(cfg).runtime.workers
 
     # on CPU the model's threads use every core; a worker process would compete with them
     assert workers() == 0

@@ -20,6 +20,7 @@ from cifarb.errors import CifarbError, UsageError
 if TYPE_CHECKING:
     from cifarb.data.readers import CorruptionSet, ImageSet
     from cifarb.eval.evaluation import Evaluation
+    from cifarb.eval.settings import EvalSettings
     from cifarb.models.zoo import LoadedModel
     from cifarb.report.compare import Comparison
 
@@ -69,15 +70,16 @@ def evaluate_predictions(
     """
     from cifarb.eval import predictions as P
     from cifarb.eval.evaluation import Evaluation
+    from cifarb.eval.settings import EvalSettings
 
-    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                permutations=permutations)
+    settings = EvalSettings(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
+                            min_cell_size_worst=min_cell_size_worst, permutations=permutations)
     if groups is not None:
         dataset = None
     if isinstance(predictions, (str, Path)):
         result, metrics = P.read_and_score(predictions, dataset=dataset, groups=groups, name=name, split=split,
                                            group_by=group_by, predicted=predicted, subgroup_names=subgroup_names,
-                                           **opts)
+                                           settings=settings)
         return Evaluation(result, metrics)
     preds = _as_numpy(predictions)
     if preds.ndim == 2:
@@ -94,15 +96,15 @@ def evaluate_predictions(
                               f"or indices= ({table.key_column} of each prediction)")
         joined = join_predictions(pd.DataFrame({table.key_column: keys, "prediction": preds}), table,
                                   "predictions")
-        result, metrics = P.score_groups(joined, table, **opts)
+        result, metrics = P.score_groups(joined, table, settings=settings)
         return Evaluation(result, metrics)
     if dataset is None:
         raise UsageError("give dataset= (cifar10-b, cifar100-b, cifar100-super) or groups=FILE")
     key = dataset.strip().lower()
     if key == "cifar100-super":
-        result, metrics = P.score_superclasses(preds, indices=indices, predicted=predicted, **opts)
+        result, metrics = P.score_superclasses(preds, indices=indices, predicted=predicted, settings=settings)
     elif key in ("cifar10-b", "cifar100-b"):
-        result, metrics = P.score_cifar_b(preds, key, indices=indices, subgroup_names=subgroup_names, **opts)
+        result, metrics = P.score_cifar_b(preds, key, indices=indices, subgroup_names=subgroup_names, settings=settings)
     else:
         raise UsageError(f"evaluate_predictions: unknown dataset {dataset!r}; choose one of "
                          f"{', '.join(P.PREDICTION_DATASETS)} or give groups=FILE")
@@ -146,24 +148,15 @@ def evaluate(
     model: Any,
     dataset: str = "cifar10-b",
     *,
+    settings: EvalSettings | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     arch: str | None = None,
     root: str | Path | None = None,
     trust_local: bool = False,
-    batch_size: int = 256,
-    device: str | None = None,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    min_cell_size: int = 1,
-    min_cell_size_worst: int = 10,
-    permutations: int = 999,
-    subgroup_names: Sequence[str] | None = None,
     corruptions: Sequence[str] | None = None,
-    save_logits: bool = False,
-    progress: bool = True,
     data: ImageSet | CorruptionSet | None = None,
-    tta: str = "none",
+    **options: Any,
 ) -> Evaluation:
     """Evaluate a model on an evaluation dataset: `cifarb eval` as a function.
 
@@ -172,7 +165,10 @@ def evaluate(
     dataset: cifar10-b, cifar100-b, cifar100-super (a 100- or 20-way CIFAR-100 model, scored on
         superclasses), cifar10-c, cifar100-c or cifar10.1. Images are read from `root` (verified;
         `trust_local=True` for a local prefix such as ../shared/data); `data=` skips reading.
-    tta: "none" or "flip" (test-time augmentation, as `cifarb eval --tta`; recorded as settings.tta).
+    settings: a `cifarb.eval.settings.EvalSettings`, or its fields as keywords: bootstrap=1000, seed=0,
+        min_cell_size=1, min_cell_size_worst=10, permutations=999, subgroup_names=None, batch_size=256,
+        device=None, progress=True, save_logits=False, and tta="none" or "flip" (test-time
+        augmentation, as `cifarb eval --tta`; recorded as settings.tta).
     Returns an Evaluation; `.to_dict()` equals the JSON `cifarb eval --json` writes; `.predictions`
     holds the per-image frame (index, label, prediction, subgroup, ...). Progress bars show on a
     terminal or in Jupyter, never in a log.
@@ -185,69 +181,16 @@ def evaluate(
         >>> ev.summary()                                                           # doctest: +SKIP
     """
     from cifarb.eval.evaluation import Evaluation
+    from cifarb.eval.settings import EvalSettings
 
     E = importlib.import_module("cifarb.eval.evaluate")  # the module (cifarb.eval.evaluate is also a function)
+    s = EvalSettings.build(settings, **options)
     key = dataset.strip().lower()
-    super_set = key == "cifar100-super"
-    base_name = "cifar100-b" if super_set else key
-    _, kind, n_classes = E.dataset_info(base_name)
-    loaded = load_model(model, arch=arch, mean=mean, std=std, num_classes=None if super_set else n_classes)
-    if tta != "none":  # as cifarb.eval.evaluate does
-        import dataclasses
-
-        from cifarb.eval.tta import with_tta
-
-        loaded = dataclasses.replace(loaded, module=with_tta(loaded.module, tta))
-    if data is None:
-        data = E.load_eval_data(base_name, root=root, trust_local=trust_local, corruptions=corruptions)
-    opts = dict(bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                permutations=permutations)
-    if super_set:
-        ev = _evaluate_superclasses(loaded, data, batch_size=batch_size, device=device, progress=progress,
-                                    save_logits=save_logits, **opts)
-    elif kind == "c":
-        result, frame = E.evaluate_corruptions(loaded, data, batch_size=batch_size, device=device,  # type: ignore[arg-type]
-                                               subgroup_names=subgroup_names, progress=progress,
-                                               save_logits=save_logits, **opts)
-        ev = Evaluation(result, None, frame)
-    else:
-        result, frame, metrics = E.evaluate_imageset(loaded, data, key, batch_size=batch_size, device=device,  # type: ignore[arg-type]
-                                                     subgroup_names=subgroup_names, progress=progress,
-                                                     save_logits=save_logits, **opts)
-        ev = Evaluation(result, metrics, frame)
-    ev.result["settings"]["tta"] = tta
-    return ev
-
-
-def _evaluate_superclasses(loaded: LoadedModel, data: Any, *, batch_size: int, device: str | None,
-                           progress: bool, save_logits: bool, **opts: Any) -> Evaluation:
-    """cifar100-super from images: fine (100-way) or coarse (20-way) model outputs, scored on superclasses."""
-    import pandas as pd
-
-    from cifarb.data.superclasses import load_superclasses
-    from cifarb.eval.evaluation import Evaluation
-    from cifarb.eval.predictions import score_superclasses
-
-    E = importlib.import_module("cifarb.eval.evaluate")  # the module (cifarb.eval.evaluate is also a function)
-    _, logits = E.predict(loaded.module, data.images[:1], loaded.mean, loaded.std, batch_size=1, device=device)
-    width = int(logits.shape[1])
-    if width not in (100, 20):
-        raise CifarbError(f"model {loaded.spec} outputs {width} classes; cifar100-super needs a CIFAR-100 model "
-                          "with 100 fine or 20 coarse outputs")
-    pred, out = E.predict(loaded.module, data.images, loaded.mean, loaded.std, batch_size=batch_size, device=device,
-                          return_logits=save_logits, progress=progress)
-    predicted = "fine" if width == 100 else "coarse"
-    result, metrics = score_superclasses(pred, indices=data.indices, predicted=predicted, model=loaded.spec,
-                                         model_sha256=loaded.sha256, **opts)
-    result["data_verified"] = bool(data.verified)  # images were read: verified iff they were
-    result["provenance"]["data_sha256"].update({p: d for p, d in data.files.items() if d})
-    sup = load_superclasses()
-    coarse = sup.to_coarse(pred) if predicted == "fine" else pred
-    # the per-image frame in the result's terms: superclass label and prediction, fine class as subgroup
-    frame = pd.DataFrame({"index": data.indices, "label": sup.labels[data.indices], "prediction": coarse,
-                          "subgroup": sup.subgroups[data.indices]})
-    if save_logits:
-        frame["logits"] = list(out)
+    # cifar100-super takes a 100- (fine) or 20-way (coarse) model: its width is checked when it runs
+    n_classes = None if key == E.SUPERCLASS_DATASET else E.dataset_info(key)[2]
+    loaded = load_model(model, arch=arch, mean=mean, std=std, num_classes=n_classes)
+    result, frame, metrics = E.evaluate_loaded(loaded, key, s, root=root, trust_local=trust_local,
+                                               corruptions=corruptions, data=data)
     return Evaluation(result, metrics, frame)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from cifarb.data.cifar_b import load_cifar_b
 from cifarb.metrics import accuracy_only, build_result, combine_corruptions, compute_metrics
+from cifarb.seeds import derive_seed
 
 HERE = Path(__file__).resolve().parent
 N_TEST = 400  # first official test images: real labels and subgroups, tiny files
@@ -84,7 +85,8 @@ def make_run(out: Path, aug: str, seed: int, cb: Any) -> None:
     (rundir / "metrics.jsonl").write_text(_metrics_lines(EPOCHS, base), encoding="utf-8")
 
     pred = _predict(rng, y, p_clean)
-    m = compute_metrics(y, pred, g, **names, bootstrap=BOOTSTRAP, seed=0).to_dict()
+    # the training run's own evaluation: its CIs are seeded by (run seed, "eval-ci"), as cifarb train does
+    m = compute_metrics(y, pred, g, **names, bootstrap=BOOTSTRAP, seed=derive_seed(seed, "eval-ci")).to_dict()
     _write_json(rundir / "eval" / "cifar10-b.json",
                 build_result(m, dataset="cifar10-b", n_images=N_TEST, n_official=10000, data_verified=False,
                              provenance=_provenance(name)))

@@ -6,6 +6,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from cifarb.seeds import chain_keys, mix_keys
+
 __all__ = [
     "Augmentation",
     "SampleAugmentation",
@@ -18,26 +20,6 @@ __all__ = [
 ]
 
 STAGES = ("sample", "batch", "mix")
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(z: int) -> int:
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def chain_keys(*keys: int, state: int = 0) -> int:
-    """The 64-bit splitmix64 chain state after absorbing `keys`; `derive_seed` is this shifted to 63 bits.
-
-    Exposed so hot loops can absorb a constant prefix once: derive_seed(a, b, i) ==
-    chain_keys(i, state=chain_keys(a, b)) >> 1.
-    """
-    z = state
-    for k in keys:
-        z = _splitmix64(z ^ (int(k) & _MASK64))
-    return z
 
 
 def derive_seed(*keys: int) -> int:
@@ -45,8 +27,9 @@ def derive_seed(*keys: int) -> int:
 
     Keys are chained through splitmix64 so nearby keys (index 7 vs 8) give unrelated streams; the result
     is the same on every platform and in every process, which is what makes worker seeding reproducible.
+    The chain and the purpose tags live in `cifarb.seeds` (`derive_seed(run_seed, purpose, *keys)`).
     """
-    return chain_keys(*keys) >> 1
+    return mix_keys(*keys)
 
 
 def keyed_generator(*keys: int) -> torch.Generator:

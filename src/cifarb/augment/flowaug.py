@@ -37,6 +37,7 @@ from cifarb._atomic import atomic_path, atomic_write_json
 from cifarb.augment.base import BatchAugmentation, keyed_generator
 from cifarb.augment.registry import register_augmentation
 from cifarb.errors import CifarbError
+from cifarb.seeds import PURPOSES
 
 __all__ = ["FlowAug", "FlowAugOptions", "make_flowaug", "OPTIONS", "mix_latents", "data_sha256"]
 
@@ -442,7 +443,7 @@ class FlowAug(BatchAugmentation):
                 for b0 in range(s0, s1, self.options.batch_size):
                     b1 = min(s1, b0 + self.options.batch_size)
                     # Keyed per (seed, variant, chunk start): a shard's content does not depend on the others.
-                    g = keyed_generator(seed, 0xF10A, v, b0)
+                    g = keyed_generator(seed, PURPOSES["flowaug"], v, b0)
                     z_new = self._new_z(z[b0:b1], labels[b0:b1], g, torch.arange(b0, b1))
                     dec, rejected = self._decode(z_new, eps[b0:b1].to(z_new.device))
                     dec, rejected = dec.cpu(), rejected.cpu()

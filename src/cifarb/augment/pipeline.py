@@ -18,13 +18,14 @@ from cifarb.augment.base import (
     keyed_generator,
 )
 from cifarb.errors import CifarbError
+from cifarb.seeds import PURPOSES
 
 __all__ = ["AugmentPipeline", "AugmentedDataset", "build_pipeline", "soft_cross_entropy"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # Stream tags keep per-sample and per-batch randomness independent under the same seed.
-_SAMPLE_TAG, _BATCH_TAG = 1, 2
+_SAMPLE_TAG, _BATCH_TAG = PURPOSES["augment-sample"], PURPOSES["augment-batch"]
 _STAGE_CLASS = {"sample": SampleAugmentation, "batch": BatchAugmentation, "mix": MixAugmentation}
 
 

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cifarb._atomic import atomic_write_json
     from cifarb.eval.evaluate import dataset_info, evaluate, load_eval_data
+    from cifarb.eval.settings import EvalSettings
     from cifarb.eval.table import eval_text
     from cifarb.models.zoo import resolve_model
     from cifarb.runs import RunDir, provenance_info
@@ -125,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, arch=args.arch, mean=args.mean, std=args.std, num_classes=n_classes)
     rundir = RunDir(out) if out is not None else None
     # Nothing is written before the evaluation succeeds: a failed run leaves no directory behind.
-    result = evaluate(model, args.dataset, batch_size=args.batch_size, device=args.device,
-                      bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
-                      min_cell_size_worst=args.min_cell_size_worst, subgroup_names=args.subgroup_names,
-                      permutations=args.permutations, rundir=rundir, progress=not args.no_progress,
-                      save_logits=args.save_logits, data=data, tta=args.tta)
+    settings = EvalSettings(bootstrap=args.bootstrap, seed=args.seed, min_cell_size=args.min_cell_size,
+                            min_cell_size_worst=args.min_cell_size_worst, permutations=args.permutations,
+                            subgroup_names=args.subgroup_names, tta=args.tta, batch_size=args.batch_size,
+                            device=args.device, progress=not args.no_progress, save_logits=args.save_logits)
+    result = evaluate(model, args.dataset, settings=settings, rundir=rundir, data=data)
     if rundir is not None and not existing_run:
         rundir.write_manifest({
             "kind": "eval",

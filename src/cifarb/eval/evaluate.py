@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cifarb.errors import CifarbError, UsageError
+from cifarb.eval.settings import EvalSettings
 
 if TYPE_CHECKING:  # torch and pandas are imported only when work is done
     import pandas as pd
@@ -28,6 +29,8 @@ EVAL_DATASETS: dict[str, tuple[str, str]] = {
     "cifar10.1": ("cifar10", "10.1"),
 }
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+# CIFAR-100 test images scored on their 20 superclasses (cifarb.data.superclasses); not a data name
+SUPERCLASS_DATASET = "cifar100-super"
 
 # Upload at most this many bytes of uint8 images to an accelerator at once (the rest stays on the host).
 _DEVICE_CHUNK_BYTES = 256 << 20
@@ -230,38 +233,40 @@ def _check_predictions(pred: np.ndarray, n_classes: int, model: LoadedModel) -> 
         raise CifarbError(f"model {model.spec} predicted class ids outside 0..{n_classes - 1}")
 
 
+def _predict_checked(model: LoadedModel, images: np.ndarray, n_classes: int, settings: EvalSettings,
+                     bar: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, logits or None) of one image block, advancing `bar`; class ids checked against `n_classes`."""
+    pred, logits = predict(model.module, images, model.mean, model.std, batch_size=settings.batch_size,
+                           device=settings.device, return_logits=settings.save_logits, on_batch=bar.update)
+    _check_predictions(pred, n_classes, model)
+    return pred, logits
+
+
 def evaluate_imageset(
     model: LoadedModel,
     data: ImageSet,
     dataset: str,
-    *,
-    batch_size: int = 256,
-    device: str | None = None,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    min_cell_size: int = 1,
-    min_cell_size_worst: int = 10,
-    permutations: int = 999,
-    subgroup_names: Sequence[str] | None = None,
-    progress: bool = True,
-    save_logits: bool = False,
+    settings: EvalSettings | None = None,
+    **options: Any,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
-    """(result JSON, predictions frame, SubgroupMetrics or None) for a loaded CIFAR-B or CIFAR-10.1 set."""
+    """(result JSON, predictions frame, SubgroupMetrics or None) for a loaded CIFAR-B or CIFAR-10.1 set.
+
+    `settings` (an EvalSettings) or its fields as keywords (`bootstrap=`, `seed=`, `batch_size=`, ...).
+    """
     import pandas as pd
 
     from cifarb.metrics import accuracy_only, build_result, compute_metrics
 
+    s = EvalSettings.build(settings, **options)
     base, kind, n_classes = dataset_info(dataset)
     if kind == "c":
         raise UsageError("use evaluate() for the corruption sets")
-    _check_classes(model, data.images, n_classes, dataset, device)
-    bar = _progress_bar(data.n_images, f"eval {dataset}", progress)
+    _check_classes(model, data.images, n_classes, dataset, s.device)
+    bar = _progress_bar(data.n_images, f"eval {dataset}", s.progress)
     try:
-        pred, logits = predict(model.module, data.images, model.mean, model.std, batch_size=batch_size,
-                               device=device, return_logits=save_logits, on_batch=bar.update)
+        pred, logits = _predict_checked(model, data.images, n_classes, s, bar)
     finally:
         bar.close()
-    _check_predictions(pred, n_classes, model)
     frame: dict[str, Any] = {"index": data.indices.astype(np.int64), "label": data.labels.astype(np.int64),
                              "prediction": pred}
     metrics = None
@@ -270,22 +275,19 @@ def evaluate_imageset(
 
         cb = load_cifar_b(base)
         subgroups = cb.subgroups_for(data.indices)
-        names = resolve_subgroup_names(subgroup_names)
+        names = resolve_subgroup_names(s.subgroups)
         metrics = compute_metrics(data.labels, pred, subgroups, n_classes=n_classes, n_subgroups=len(names),
-                                  class_names=data.class_names, subgroup_names=names, bootstrap=bootstrap,
-                                  seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                                  permutations=permutations)
+                                  class_names=data.class_names, subgroup_names=names, **s.metric_options())
         metric_dict = metrics.to_dict()
         frame["subgroup"] = subgroups.astype(np.int64)
     else:
         metric_dict = accuracy_only(data.labels, pred, class_names=data.class_names, n_classes=n_classes,
-                                    bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
-                                    min_cell_size_worst=min_cell_size_worst, permutations=permutations)
+                                    **s.metric_options())
         frame["subgroup"] = pd.array([None] * data.n_images, dtype="Int64")
     result = build_result(metric_dict, dataset=dataset, n_images=data.n_images, n_official=data.n_official,
                           data_verified=data.verified, provenance=_provenance(model, data.files))
     df = pd.DataFrame(frame)
-    if save_logits:
+    if s.save_logits:
         df["logits"] = list(logits)
     return result, df, metrics
 
@@ -293,32 +295,27 @@ def evaluate_imageset(
 def evaluate_corruptions(
     model: LoadedModel,
     cset: CorruptionSet,
-    *,
-    batch_size: int = 256,
-    device: str | None = None,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    min_cell_size: int = 1,
-    min_cell_size_worst: int = 10,
-    permutations: int = 999,
-    subgroup_names: Sequence[str] | None = None,
-    progress: bool = True,
-    save_logits: bool = False,
+    settings: EvalSettings | None = None,
+    **options: Any,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(result JSON, predictions frame) over every corruption x severity pair of a loaded -C set."""
+    """(result JSON, predictions frame) over every corruption x severity pair of a loaded -C set.
+
+    `settings` (an EvalSettings) or its fields as keywords, as for `evaluate_imageset`.
+    """
     import pandas as pd
 
     from cifarb.data.cifar_b import load_cifar_b, resolve_subgroup_names
     from cifarb.metrics import build_result
     from cifarb.metrics.corruptions import corruption_metrics
 
+    s = EvalSettings.build(settings, **options)
     n_classes = NUM_CLASSES[cset.dataset]
     subgroups = load_cifar_b(cset.dataset).subgroups_for(cset.indices)
-    names = resolve_subgroup_names(subgroup_names)
-    pairs = [(c, s) for c in cset.corruptions for s in cset.severities]
+    names = resolve_subgroup_names(s.subgroups)
+    pairs = [(c, sev) for c in cset.corruptions for sev in cset.severities]
     n = cset.n_images
-    _check_classes(model, cset.images(*pairs[0]), n_classes, cset.name, device)
-    bar = _progress_bar(n * len(pairs), f"eval {cset.name}", progress)
+    _check_classes(model, cset.images(*pairs[0]), n_classes, cset.name, s.device)
+    bar = _progress_bar(n * len(pairs), f"eval {cset.name}", s.progress)
     predictions: dict[str, dict[int, np.ndarray]] = {c: {} for c in cset.corruptions}
     categories = sorted(cset.corruptions)  # what astype("category") of the names gave before
     # the predictions table is filled in place, pair by pair: one allocation of ~41 bytes an image, no
@@ -332,21 +329,18 @@ def evaluate_corruptions(
     codes = np.empty(total, dtype=np.int8)
     all_logits: list[np.ndarray] = []
     try:
-        for j, (c, s) in enumerate(pairs):
-            bar.set_postfix_str(f"{c} {s}", refresh=False)
-            pred, logits = predict(model.module, cset.images(c, s), model.mean, model.std,
-                                   batch_size=batch_size, device=device, return_logits=save_logits,
-                                   on_batch=bar.update)
-            _check_predictions(pred, n_classes, model)
+        for j, (c, sev) in enumerate(pairs):
+            bar.set_postfix_str(f"{c} {sev}", refresh=False)
+            pred, logits = _predict_checked(model, cset.images(c, sev), n_classes, s, bar)
             rows = slice(j * n, (j + 1) * n)
             columns["prediction"][rows] = pred
-            predictions[c][s] = columns["prediction"][rows]  # a view: no second copy
+            predictions[c][sev] = columns["prediction"][rows]  # a view: no second copy
             columns["index"][rows] = cset.indices
             columns["label"][rows] = cset.labels
             columns["subgroup"][rows] = subgroups
-            columns["severity"][rows] = s
+            columns["severity"][rows] = sev
             codes[rows] = categories.index(c)
-            if save_logits:
+            if s.save_logits:
                 all_logits.extend(logits)
             del pred, logits
             _trim_heap()
@@ -354,18 +348,50 @@ def evaluate_corruptions(
         bar.close()
     metric_dict = corruption_metrics(cset.labels, predictions, subgroups, n_classes=n_classes,
                                      n_subgroups=len(names), class_names=cset.class_names,
-                                     subgroup_names=names, bootstrap=bootstrap, seed=seed,
-                                     min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
-                                     progress=progress, permutations=permutations)
+                                     subgroup_names=names, progress=s.progress, **s.metric_options())
     result = build_result(metric_dict, dataset=cset.name, n_images=n, n_official=cset.n_official,
                           data_verified=cset.verified, provenance=_provenance(model, cset.files))
     frame = pd.DataFrame({"index": columns["index"], "label": columns["label"], "prediction": columns["prediction"],
                           "subgroup": columns["subgroup"],
                           "corruption": pd.Categorical.from_codes(codes, categories),
                           "severity": columns["severity"]}, copy=False)
-    if save_logits:
+    if s.save_logits:
         frame["logits"] = all_logits
     return result, frame
+
+
+def evaluate_superclasses(model: LoadedModel, data: ImageSet, settings: EvalSettings
+                          ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """cifar100-super from CIFAR-100 test images: fine (100-way) or coarse (20-way) model outputs,
+    scored on superclasses; (result JSON, predictions frame, SubgroupMetrics)."""
+    import pandas as pd
+
+    from cifarb.data.superclasses import load_superclasses
+    from cifarb.eval.predictions import score_superclasses
+
+    _, logits = predict(model.module, data.images[:1], model.mean, model.std, batch_size=1, device=settings.device)
+    width = int(logits.shape[1])
+    if width not in (100, 20):
+        raise CifarbError(f"model {model.spec} outputs {width} classes; cifar100-super needs a CIFAR-100 model "
+                          "with 100 fine or 20 coarse outputs")
+    bar = _progress_bar(len(data.images), f"eval {SUPERCLASS_DATASET}", settings.progress)
+    try:
+        pred, out = _predict_checked(model, data.images, width, settings, bar)
+    finally:
+        bar.close()
+    predicted = "fine" if width == 100 else "coarse"
+    result, metrics = score_superclasses(pred, indices=data.indices, predicted=predicted, model=model.spec,
+                                         model_sha256=model.sha256, **settings.metric_options())
+    result["data_verified"] = bool(data.verified)  # images were read: verified iff they were
+    result["provenance"]["data_sha256"].update({p: d for p, d in data.files.items() if d})
+    sup = load_superclasses()
+    coarse = sup.to_coarse(pred) if predicted == "fine" else pred
+    # the per-image frame in the result's terms: superclass label and prediction, fine class as subgroup
+    frame = pd.DataFrame({"index": data.indices, "label": sup.labels[data.indices], "prediction": coarse,
+                          "subgroup": sup.subgroups[data.indices]})
+    if settings.save_logits:
+        frame["logits"] = list(out)
+    return result, frame, metrics
 
 
 def load_eval_data(dataset: str, *, root: str | Path | None = None, trust_local: bool = False,
@@ -384,51 +410,74 @@ def load_eval_data(dataset: str, *, root: str | Path | None = None, trust_local:
     return readers.load_cifar10_1(root=root, version=cifar10_1_version, trust_local=trust_local)
 
 
+def with_tta(model: LoadedModel, tta: str) -> LoadedModel:
+    """`model` wrapped in test-time augmentation `tta` ("none": unchanged)."""
+    if tta == "none":
+        return model
+    import dataclasses
+
+    from cifarb.eval.tta import with_tta as wrap
+
+    return dataclasses.replace(model, module=wrap(model.module, tta))
+
+
+def evaluate_loaded(
+    model: LoadedModel,
+    dataset: str,
+    settings: EvalSettings,
+    *,
+    root: str | Path | None = None,
+    trust_local: bool = False,
+    corruptions: Sequence[str] | None = None,
+    data: ImageSet | CorruptionSet | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """(result JSON, predictions frame, SubgroupMetrics or None): what `evaluate` and `cifarb.evaluate` share.
+
+    Reads the data unless given, applies `settings.tta` and records it as `settings.tta`. `dataset` may
+    also be cifar100-super (CIFAR-100 images scored on superclasses; see `evaluate_superclasses`).
+    """
+    key = dataset.strip().lower()
+    superclasses = key == SUPERCLASS_DATASET
+    images_of = "cifar100-b" if superclasses else key  # the superclass set is scored on the CIFAR-100 test images
+    _, kind, _ = dataset_info(images_of)
+    model = with_tta(model, settings.tta)
+    if data is None:
+        data = load_eval_data(images_of, root=root, trust_local=trust_local, corruptions=corruptions)
+    metrics = None
+    if superclasses:
+        result, frame, metrics = evaluate_superclasses(model, data, settings)  # type: ignore[arg-type]
+    elif kind == "c":
+        result, frame = evaluate_corruptions(model, data, settings)  # type: ignore[arg-type]
+    else:
+        result, frame, metrics = evaluate_imageset(model, data, key, settings)  # type: ignore[arg-type]
+    result["settings"]["tta"] = settings.tta
+    return result, frame, metrics
+
+
 def evaluate(
     model: LoadedModel,
     dataset: str,
     *,
+    settings: EvalSettings | None = None,
     root: str | Path | None = None,
     trust_local: bool = False,
-    batch_size: int = 256,
-    device: str | None = None,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    min_cell_size: int = 1,
-    min_cell_size_worst: int = 10,
-    permutations: int = 999,
-    subgroup_names: Sequence[str] | None = None,
     rundir: RunDir | None = None,
-    progress: bool = True,
     corruptions: Sequence[str] | None = None,
-    save_logits: bool = False,
     data: ImageSet | CorruptionSet | None = None,
-    tta: str = "none",
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate `model` on an evaluation dataset and return the result JSON (cifarb/schemas/result.schema.json).
 
-    With `rundir`, also writes `eval/<name>.json` and `predictions/<name>.parquet` there, where `name`
-    is the result's `dataset` (e.g. `cifar10-c-local` for a generated corruption set), and appends an
-    "eval" line to metrics.jsonl. `data` may be given when the caller has already loaded it. `tta`
-    ("none" or "flip", see cifarb.eval.tta) is recorded as `settings.tta`.
+    `settings` (an EvalSettings) or its fields as keywords: bootstrap, seed, min_cell_size,
+    min_cell_size_worst, permutations, subgroup_names, tta ("none" or "flip", see cifarb.eval.tta;
+    recorded as `settings.tta`), batch_size, device, progress, save_logits. With `rundir`, also writes
+    `eval/<name>.json` and `predictions/<name>.parquet` there, where `name` is the result's `dataset`
+    (e.g. `cifar10-c-local` for a generated corruption set), and appends an "eval" line to
+    metrics.jsonl. `data` may be given when the caller has already loaded it.
     """
-    import dataclasses
-
-    from cifarb.eval.tta import with_tta
-
-    _, kind, _ = dataset_info(dataset)
-    if tta != "none":
-        model = dataclasses.replace(model, module=with_tta(model.module, tta))
-    if data is None:
-        data = load_eval_data(dataset, root=root, trust_local=trust_local, corruptions=corruptions)
-    opts = dict(batch_size=batch_size, device=device, bootstrap=bootstrap, seed=seed, min_cell_size=min_cell_size,
-                min_cell_size_worst=min_cell_size_worst, subgroup_names=subgroup_names, progress=progress,
-                save_logits=save_logits, permutations=permutations)
-    if kind == "c":
-        result, frame = evaluate_corruptions(model, data, **opts)  # type: ignore[arg-type]
-    else:
-        result, frame, _ = evaluate_imageset(model, data, dataset.strip().lower(), **opts)  # type: ignore[arg-type]
-    result["settings"]["tta"] = tta
+    s = EvalSettings.build(settings, **options)
+    result, frame, _ = evaluate_loaded(model, dataset, s, root=root, trust_local=trust_local,
+                                       corruptions=corruptions, data=data)
     if rundir is not None:
         write_outputs(rundir, result, frame)
     return result

@@ -17,6 +17,7 @@ from cifarb.errors import CifarbError, UsageError
 
 if TYPE_CHECKING:
     from cifarb.data.groups import GroupTable, Joined
+    from cifarb.eval.settings import EvalSettings
     from cifarb.metrics import SubgroupMetrics
 
 N_OFFICIAL = 10_000
@@ -28,16 +29,19 @@ MetricOpts = Mapping[str, Any]  # bootstrap, seed, min_cell_size, min_cell_size_
 
 def score_arrays(labels: np.ndarray, predictions: np.ndarray, subgroups: np.ndarray, *, class_names: Sequence[str],
                  subgroup_names: Sequence[str], dataset: str, n_official: int, provenance: Mapping[str, Any],
-                 **opts: Any) -> tuple[dict[str, Any], SubgroupMetrics]:
-    """The result JSON and metrics of aligned per-sample arrays; `opts` go to compute_metrics."""
+                 settings: EvalSettings | None = None, **opts: Any) -> tuple[dict[str, Any], SubgroupMetrics]:
+    """The result JSON and metrics of aligned per-sample arrays, with `settings` (an EvalSettings) or its
+    statistics as keywords (bootstrap=, seed=, ...); every `score_*` function passes them through."""
+    from cifarb.eval.settings import EvalSettings
     from cifarb.metrics import build_result, compute_metrics
 
+    metric_options = EvalSettings.build(settings, **opts).metric_options()
     provenance = dict(provenance)
     if provenance.get("model") is None:  # arrays handed to the Python API: there is no file to name
         provenance["model"] = "in-memory predictions"
     metrics = compute_metrics(labels, predictions, subgroups, n_classes=len(class_names),
                               n_subgroups=len(subgroup_names), class_names=list(class_names),
-                              subgroup_names=list(subgroup_names), **opts)
+                              subgroup_names=list(subgroup_names), **metric_options)
     result = build_result(metrics.to_dict(), dataset=dataset, n_images=int(np.asarray(labels).size),
                           n_official=n_official, data_verified=True,  # no images are read
                           provenance=dict(provenance))

@@ -18,6 +18,7 @@ from cifarb.flows.configs import FlowConfig, config_from_dict
 from cifarb.flows.grid import save_grid
 from cifarb.flows.model import GlobalLocalFlow
 from cifarb.runs import RunDir, provenance_info
+from cifarb.seeds import derive_seed
 
 
 @dataclass
@@ -318,7 +319,7 @@ def _train_locked(plan: FlowRunPlan, data: FlowData, rundir: RunDir, dev: torch.
     for epoch in range(start_epoch + 1, n_epochs + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         # The epoch's order and flips depend only on (seed, epoch), so a resumed run sees the same data.
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, "flow-epoch", epoch))
         order = torch.randperm(len(data.train), generator=g)
         flips = torch.rand(len(data.train), generator=g) < 0.5 if cfg.hflip else None
         bar = _progress_bar(steps_per_epoch, f"flow epoch {epoch}/{n_epochs}", progress)

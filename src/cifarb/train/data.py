@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from cifarb.errors import UsageError
+from cifarb.seeds import PURPOSES
 from cifarb.train.device import DevicePath
 
 # stage tag mixed into the shuffling seed, so it never coincides with an augmentation stream
-_SHUFFLE_TAG = 0x5EED_0001
+_SHUFFLE_TAG = PURPOSES["shuffle"]
 
 
 def to_nchw(images_nhwc: np.ndarray) -> torch.Tensor:

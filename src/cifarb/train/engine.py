@@ -15,17 +15,18 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarb.augment.base import derive_seed
 from cifarb.errors import CifarbError, UsageError
 from cifarb.runs import RunDir, default_run_name, provenance_info
+from cifarb.seeds import derive_seed
 from cifarb.train import ddp
 from cifarb.train.config import (
     NUM_CLASSES,
@@ -39,6 +40,9 @@ from cifarb.train.data import TrainBatches, eval_batches, normalize, to_nchw
 from cifarb.train.device import DevicePath
 from cifarb.train.hparams import LRSchedule, Recipe, resolve_recipe
 
+if TYPE_CHECKING:
+    from cifarb.eval.settings import EvalSettings
+
 CHECKPOINT_FORMAT = "cifarb-train-1"
 # per-channel statistics of the training sets (RGB fractions), and ImageNet's for pretrained backbones
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -47,7 +51,6 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "elapsed_s")
-_EPOCH_SEED_TAG = 0x5EED_0002
 DATA_INIT_IMAGES = 5000
 
 
@@ -55,32 +58,68 @@ class Diverged(CifarbError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass
-class Plan:
-    """Everything a run needs, validated and loaded, before anything is written."""
+@dataclass(frozen=True)
+class RunBook:
+    """Run bookkeeping: the effective config, its directory, whether it resumes, and the run seed."""
 
     cfg: TrainConfig
-    recipe: Recipe
     rundir: RunDir
     resume: bool
     saved_manifest: dict[str, Any] | None
+
+    @property
+    def seed(self) -> int:
+        """The run seed; every random purpose derives its own seed from it (cifarb.seeds)."""
+        return int(self.cfg.seed)
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The training and test images (uint8 NCHW tensors) and labels, and how they were read."""
+
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    data_info: dict[str, Any]
-    pipeline: Any
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """The network, freshly initialised with torch.manual_seed(run seed), and what rebuilding it needs."""
+
+    module: nn.Module
+    arch: str
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    arch_options: dict[str, Any]
-    build_options: dict[str, Any]
-    model: nn.Module  # freshly initialised with torch.manual_seed(seed)
+    arch_options: dict[str, Any]  # to rebuild it for loading the checkpoint
+    build_options: dict[str, Any]  # what it was built with for training
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how this process executes the run; these may change on resume (RESUME_CHANGEABLE)."""
+
     device: torch.device
     dist: ddp.DistInfo
     workers: int
     amp: bool
     compile: bool
+    channels_last: bool
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, validated and loaded, before anything is written, by what uses it."""
+
+    run: RunBook
+    recipe: Recipe
+    pipeline: Any
+    data: TrainData
+    model: ModelSetup
+    runtime: Runtime
 
 
 @dataclass
@@ -179,12 +218,16 @@ def plan(
     else:
         workers = min(8, max(1, (os.cpu_count() or 2) // info.world - 1))
     return Plan(
-        cfg=cfg, recipe=recipe, rundir=rundir, resume=cfg.resume, saved_manifest=saved_manifest,
-        train_images=train_images, train_labels=train_labels,
-        test_images=to_nchw(test_set.images), test_labels=torch.as_tensor(test_set.labels, dtype=torch.int64),
-        data_info=data_info, pipeline=pipeline, num_classes=num_classes, mean=tuple(mean), std=tuple(std),
-        arch_options=arch_options, build_options=build_options, model=model, device=device, dist=info, workers=workers,
-        amp=cfg.amp if cfg.amp is not None else cuda, compile=cfg.compile if cfg.compile is not None else cuda,
+        run=RunBook(cfg=cfg, rundir=rundir, resume=cfg.resume, saved_manifest=saved_manifest),
+        recipe=recipe,
+        pipeline=pipeline,
+        data=TrainData(train_images=train_images, train_labels=train_labels, test_images=to_nchw(test_set.images),
+                       test_labels=torch.as_tensor(test_set.labels, dtype=torch.int64), info=data_info),
+        model=ModelSetup(module=model, arch=cfg.arch, num_classes=num_classes, mean=tuple(mean), std=tuple(std),
+                         arch_options=arch_options, build_options=build_options),
+        runtime=Runtime(device=device, dist=info, workers=workers, amp=cfg.amp if cfg.amp is not None else cuda,
+                        compile=cfg.compile if cfg.compile is not None else cuda, channels_last=cfg.channels_last,
+                        progress=cfg.progress),
     )
 
 
@@ -257,16 +300,19 @@ class Trainer:
 
     def __init__(self, p: Plan) -> None:
         self.p = p
-        self.device = p.device
-        self.info = p.dist
-        cfg, r = p.cfg, p.recipe
-        self.path = DevicePath(p.device, amp=p.amp, compile=p.compile, channels_last=cfg.channels_last)
-        self.model = p.model.to(self.device)
-        self.mean_t = torch.tensor(p.mean, device=self.device)
-        self.std_t = torch.tensor(p.std, device=self.device)
+        rt, r, data, m = p.runtime, p.recipe, p.data, p.model
+        self.device = rt.device
+        self.info = rt.dist
+        self.channels_last = rt.channels_last
+        self.pipeline = p.pipeline
+        self.mean, self.std = m.mean, m.std
+        self.path = DevicePath(rt.device, amp=rt.amp, compile=rt.compile, channels_last=rt.channels_last)
+        self.model = m.module.to(self.device)
+        self.mean_t = torch.tensor(m.mean, device=self.device)
+        self.std_t = torch.tensor(m.std, device=self.device)
         if r.data_init and hasattr(self.model, "init_whitening"):
             # deterministic: the first (unaugmented) training images; a resumed run overwrites it anyway
-            first = p.train_images[:DATA_INIT_IMAGES].to(self.device)
+            first = data.train_images[:DATA_INIT_IMAGES].to(self.device)
             self.model.init_whitening(normalize(first, self.mean_t, self.std_t, channels_last=False))
         self.model = self.path.place_module(self.model)
         self.forward_model: nn.Module = self.model
@@ -277,13 +323,16 @@ class Trainer:
         # the compiled wrapper shares the weights: checkpoints hold self.model's plain state dict
         self.forward_model = self.path.compiled(self.forward_model)
         self.optimizer = _make_optimizer(self.model, r)
+        # each piece keys its own streams from the run seed (cifarb.seeds purposes)
+        seed = p.run.seed
+        self.seed = seed
         # pieces that need the whole training set (FlowAug's latent bank / offline pool) get it once here
         for piece in getattr(p.pipeline, "pieces", ()):
             if callable(getattr(piece, "attach", None)):
-                piece.attach(p.train_images, p.train_labels, seed=cfg.seed)
+                piece.attach(data.train_images, data.train_labels, seed=seed)
         self.batches = TrainBatches(
-            p.train_images, p.train_labels, r.batch_size, seed=cfg.seed, pipeline=p.pipeline,
-            workers=p.workers, device=self.path, rank=self.info.rank, world=self.info.world,
+            data.train_images, data.train_labels, r.batch_size, seed=seed, pipeline=p.pipeline,
+            workers=rt.workers, device=self.path, rank=self.info.rank, world=self.info.world,
         )
         self.steps_per_epoch = len(self.batches)
         self.schedule = LRSchedule(r, r.epochs, self.steps_per_epoch)
@@ -293,12 +342,15 @@ class Trainer:
             from cifarb.train.ema import WeightEMA
 
             self.ema = WeightEMA(self.model, r.ema_decay, start_step=int(round(r.ema_start * self.schedule.total)))
+        self.tta = r.tta
         self.amp_dtype = self.path.amp_dtype
         self.scaler = self.path.grad_scaler()
-        self.test_images = p.test_images.to(self.device)
-        self.test_labels = p.test_labels.to(self.device)
+        self.test_images = data.test_images.to(self.device)
+        self.test_labels = data.test_labels.to(self.device)
         # on CUDA, checking the loss every step would stall the pipeline; a few steps late is harmless
         self.check_every = 1 if self.device.type == "cpu" else 25
+        # what a divergence message names: where the last good checkpoint is, and the LR to lower
+        self._diverged = partial(_diverged_message, p.run.rundir, r.lr)
 
     def _autocast(self) -> Any:
         return self.path.autocast()
@@ -307,14 +359,13 @@ class Trainer:
                    indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a uint8 batch (`indices`: its training-set positions, for FlowAug's pool);
         returns (mean loss, number correct) as device tensors."""
-        p = self.p
-        x, targets = p.pipeline.prepare(
-            images, labels, epoch=epoch, step=step, rank=self.info.rank, mean=p.mean, std=p.std,
-            channels_last=p.cfg.channels_last, indices=indices,
+        x, targets = self.pipeline.prepare(
+            images, labels, epoch=epoch, step=step, rank=self.info.rank, mean=self.mean, std=self.std,
+            channels_last=self.channels_last, indices=indices,
         )
         with self._autocast():
             logits = self.forward_model(x)
-        loss = p.pipeline.loss(logits, targets)
+        loss = self.pipeline.loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -327,7 +378,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int, progress: Any = None) -> dict[str, float]:
         """Train one epoch (0-based); raise Diverged on a non-finite loss."""
-        torch.manual_seed(derive_seed(self.p.cfg.seed, _EPOCH_SEED_TAG, epoch, self.info.rank))
+        torch.manual_seed(derive_seed(self.seed, "train-epoch", epoch, self.info.rank))
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct_sum = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -343,7 +394,7 @@ class Trainer:
             if (step + 1) % self.check_every == 0 or last:
                 bad = not bool(torch.isfinite(loss_sum))
                 if ddp.any_flag(bad, self.device, self.info):
-                    raise Diverged(_diverged_message(self.p, epoch, step, lr, loss_sum))
+                    raise Diverged(self._diverged(epoch, step, lr, loss_sum))
             if progress is not None:
                 progress.update(1)
                 if (step + 1) % 10 == 0 or last:
@@ -366,10 +417,10 @@ class Trainer:
         from cifarb.eval.tta import with_tta
 
         self.model.eval()
-        model = with_tta(self.eval_model(), self.p.recipe.tta)
+        model = with_tta(self.eval_model(), self.tta)
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for images, labels in eval_batches(self.test_images, self.test_labels, batch_size, self.info.rank, self.info.world):
-            x = normalize(images, self.mean_t, self.std_t, self.p.cfg.channels_last)
+            x = normalize(images, self.mean_t, self.std_t, self.channels_last)
             with self._autocast():
                 logits = model(x)
             loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
@@ -383,7 +434,7 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self, epoch: int, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
-        p = self.p
+        m = self.p.model
         extra: dict[str, Any] = {}
         if self.ema is not None:
             # "model" is what the run evaluates (the average); the raw weights continue the training
@@ -400,12 +451,12 @@ class Trainer:
             "rng": _rng_state(),
             "history": list(history),
             "elapsed_s": elapsed,
-            "arch": p.cfg.arch,
-            "num_classes": p.num_classes,
-            "arch_options": p.arch_options,
-            "mean": list(p.mean),
-            "std": list(p.std),
-            "seed": p.cfg.seed,
+            "arch": m.arch,
+            "num_classes": m.num_classes,
+            "arch_options": m.arch_options,
+            "mean": list(m.mean),
+            "std": list(m.std),
+            "seed": self.seed,
         }
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
@@ -413,7 +464,7 @@ class Trainer:
             raise CifarbError(f"{path} is not a cifarb training checkpoint; it cannot be resumed—start a new run")
         from cifarb.models.zoo import check_fit
 
-        check_fit(self.model, state["model"], self.p.cfg.arch or "", path)
+        check_fit(self.model, state["model"], self.p.model.arch, path)
         if self.ema is not None and isinstance(state.get("train_model"), dict):
             self.model.load_state_dict(state["train_model"])
             self.ema.load(state["model"], state.get("ema") or {})
@@ -473,16 +524,16 @@ def _set_rng_state(state: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _diverged_message(p: Plan, epoch: int, step: int, lr: float, value: torch.Tensor) -> str:
+def _diverged_message(rundir: RunDir, run_lr: float, epoch: int, step: int, lr: float, value: torch.Tensor) -> str:
     kind = "NaN" if bool(torch.isnan(value)) else "infinite"
-    ckpt = p.rundir.checkpoint_path("last.pt")
+    ckpt = rundir.checkpoint_path("last.pt")
     if epoch > 0 or ckpt.exists():
         kept = f"the last good checkpoint {ckpt} (after epoch {epoch}) is kept"
     else:
         kept = "no checkpoint was written (it diverged in the first epoch)"
     return (
         f"training diverged: the loss became {kind} in epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
-        f"{kept}. Start a new run with a lower --lr (this run used {p.recipe.lr:g})"
+        f"{kept}. Start a new run with a lower --lr (this run used {run_lr:g})"
     )
 
 
@@ -490,49 +541,49 @@ def _diverged_message(p: Plan, epoch: int, step: int, lr: float, value: torch.Te
 
 
 def manifest_for(p: Plan, trainer: Trainer) -> dict[str, Any]:
-    cfg = p.cfg
-    inputs = {**p.data_info["train"]["files"], **p.data_info["test"]["files"]}
+    cfg, m, data = p.run.cfg, p.model, p.data.info
+    inputs = {**data["train"]["files"], **data["test"]["files"]}
     config = {
         **cfg.to_dict(),
-        "num_classes": p.num_classes,
-        "mean": list(p.mean),
-        "std": list(p.std),
-        "arch_options": p.arch_options,
+        "num_classes": m.num_classes,
+        "mean": list(m.mean),
+        "std": list(m.std),
+        "arch_options": m.arch_options,
     }
     return {
         "kind": "train",
         "config": config,
         "hparams": p.recipe.to_dict(),
-        "seed": cfg.seed,
-        "normalization": {"mean": list(p.mean), "std": list(p.std)},
+        "seed": p.run.seed,
+        "normalization": {"mean": list(m.mean), "std": list(m.std)},
         "augment": p.pipeline.config(),
-        "data": p.data_info,
-        "data_verified": bool(p.data_info["train"]["verified"] and p.data_info["test"]["verified"]),
+        "data": data,
+        "data_verified": bool(data["train"]["verified"] and data["test"]["verified"]),
         "input_sha256": inputs,
-        "runtime": _runtime(p, trainer),
+        "runtime": _runtime(p.runtime, trainer),
         **provenance_info(),
         "resumes": [],
     }
 
 
-def _runtime(p: Plan, trainer: Trainer) -> dict[str, Any]:
+def _runtime(rt: Runtime, trainer: Trainer) -> dict[str, Any]:
     """How this process executes the run (device, AMP, compile, ...): the manifest's `runtime`, and each resume's."""
     return {
-        **trainer.path.describe(), "world_size": p.dist.world, "workers": p.workers,
+        **trainer.path.describe(), "world_size": rt.dist.world, "workers": rt.workers,
         "steps_per_epoch": trainer.steps_per_epoch, "torch_threads": torch.get_num_threads(),
     }
 
 
-def _progress(p: Plan, total: int, desc: str) -> Any:
-    if not (p.cfg.progress and p.dist.is_main and sys.stderr.isatty()):
+def _progress(rt: Runtime, total: int, desc: str) -> Any:
+    if not (rt.progress and rt.dist.is_main and sys.stderr.isatty()):
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
-def _log(p: Plan, message: str) -> None:
-    if p.cfg.progress and p.dist.is_main:
+def _log(rt: Runtime, message: str) -> None:
+    if rt.progress and rt.dist.is_main:
         print(message, file=sys.stderr, flush=True)
 
 
@@ -549,10 +600,10 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
     p = plan(cfg, given, info)
     # one writer per run directory: rank 0 holds an OS lock for the whole run (released by the OS on a kill),
     # taken before the trainer's set-up so a second writer is refused at once
-    lock = p.rundir.lock()
+    lock = p.run.rundir.lock()
     locked = lock.try_acquire() if info.is_main else True
-    if ddp.any_flag(not locked, p.device, info):
-        raise lock.busy_error() if info.is_main else CifarbError(f"rank 0 could not lock {p.rundir.path}")
+    if ddp.any_flag(not locked, p.runtime.device, info):
+        raise lock.busy_error() if info.is_main else CifarbError(f"rank 0 could not lock {p.run.rundir.path}")
     try:
         return _run_locked(p, info)
     finally:
@@ -561,15 +612,15 @@ def _run(cfg: TrainConfig, given: set[str] | None, info: ddp.DistInfo) -> TrainR
 
 def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
     trainer = Trainer(p)
-    cfg = p.cfg
-    rundir = p.rundir
+    cfg, rt = p.run.cfg, p.runtime
+    rundir = p.run.rundir
     # the folder may have changed while this run was being planned: the --out rules again, under the lock
-    rundir.check_can_start(p.resume)
+    rundir.check_can_start(p.run.resume)
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
     # every rank has validated and read the directory before rank 0 changes it
     ddp.barrier(info)
-    if p.resume:
+    if p.run.resume:
         state = rundir.load_checkpoint("last.pt") if rundir.checkpoint_path("last.pt").exists() else None
         if state is not None:
             trainer.load_state_dict(state, rundir.checkpoint_path("last.pt"))
@@ -577,8 +628,8 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
         if info.is_main:
             rundir.clean_stale_staging()
             _sync_metrics(rundir, history)
-            rundir.write_manifest(_resumed_manifest(p, trainer, start_epoch))
-        _log(p, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
+            rundir.write_manifest(_resumed_manifest(p.run, rt, trainer, start_epoch))
+        _log(rt, f"resuming {rundir.path} after epoch {start_epoch}/{cfg.epochs}")
     elif info.is_main:
         # built under a temporary name and renamed: a kill never leaves a half-made run behind
         rundir.create_with_manifest(manifest_for(p, trainer))
@@ -590,7 +641,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
     epochs = int(cfg.epochs or 0)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        bar = _progress(p, trainer.steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
+        bar = _progress(rt, trainer.steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
         try:
             stats = trainer.train_epoch(epoch, bar)
         finally:
@@ -598,7 +649,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
                 bar.close()
         stats.update(trainer.test_epoch())
         if not (math.isfinite(stats["test_loss"]) and trainer.params_finite()):
-            raise Diverged(_diverged_message(p, epoch, trainer.steps_per_epoch - 1, stats["lr"], torch.tensor(math.nan)))
+            raise Diverged(trainer._diverged(epoch, trainer.steps_per_epoch - 1, stats["lr"], torch.tensor(math.nan)))
         elapsed += time.perf_counter() - t0
         record = {"event": "epoch", "epoch": epoch + 1, **{k: stats[k] for k in EPOCH_KEYS[1:-1]}, "elapsed_s": round(elapsed, 3)}
         history.append(record)
@@ -608,7 +659,7 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
             rundir.append_metrics(record)
             tracker.log_epoch(record)
         _log(
-            p,
+            rt,
             f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}, "
             f"test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}, lr {record['lr']:.4g}, "
             f"{record['elapsed_s']:.1f} s",
@@ -617,9 +668,9 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
 
     result = TrainResult(rundir.path, trainer.eval_model(), history)
     # a resumed run that had finished only needs the evaluation, if that is what was missing
-    done_before = p.resume and start_epoch >= epochs and rundir.eval_path(f"{cfg.dataset}-b").exists()
+    done_before = p.run.resume and start_epoch >= epochs and rundir.eval_path(f"{cfg.dataset}-b").exists()
     if done_before:
-        _log(p, f"{rundir.path} is complete ({epochs} epochs, evaluated); nothing to do")
+        _log(rt, f"{rundir.path} is complete ({epochs} epochs, evaluated); nothing to do")
     elif cfg.eval and info.is_main:
         result.eval_result = final_eval(p, trainer)
         tracker.log_result(result.eval_result)
@@ -628,23 +679,23 @@ def _run_locked(p: Plan, info: ddp.DistInfo) -> TrainResult:
     return result
 
 
-def _resumed_manifest(p: Plan, trainer: Trainer, start_epoch: int) -> dict[str, Any]:
+def _resumed_manifest(run: RunBook, rt: Runtime, trainer: Trainer, start_epoch: int) -> dict[str, Any]:
     """The saved manifest plus one `resumes` entry: from which epoch, and what the resume changed."""
-    manifest = dict(p.saved_manifest or {})
+    manifest = dict(run.saved_manifest or {})
     config = dict(manifest.get("config") or {})
     # amp/compile may change on resume (they change how, not what, the run computes): say so
-    changed = {k: {"from": config.get(k), "to": getattr(p.cfg, k)} for k in sorted(RESUME_CHANGEABLE)
-               if k in config and config.get(k) != getattr(p.cfg, k)}
+    changed = {k: {"from": config.get(k), "to": getattr(run.cfg, k)} for k in sorted(RESUME_CHANGEABLE)
+               if k in config and config.get(k) != getattr(run.cfg, k)}
     entry: dict[str, Any] = {"from_epoch": start_epoch, "torch_threads": torch.get_num_threads(),
-                             "runtime": _runtime(p, trainer), "changed": changed}
-    if config.get("epochs") != p.cfg.epochs:
-        entry["epochs"] = {"from": config.get("epochs"), "to": p.cfg.epochs}
-        config["epochs"] = p.cfg.epochs
+                             "runtime": _runtime(rt, trainer), "changed": changed}
+    if config.get("epochs") != run.cfg.epochs:
+        entry["epochs"] = {"from": config.get("epochs"), "to": run.cfg.epochs}
+        config["epochs"] = run.cfg.epochs
         manifest["config"] = config
         if isinstance(manifest.get("hparams"), dict):
-            manifest["hparams"] = {**manifest["hparams"], "epochs": p.cfg.epochs}
-    if getattr(p.cfg, "threads", None) is not None:
-        entry["threads"] = p.cfg.threads
+            manifest["hparams"] = {**manifest["hparams"], "epochs": run.cfg.epochs}
+    if getattr(run.cfg, "threads", None) is not None:
+        entry["threads"] = run.cfg.threads
     entry.update({k: v for k, v in provenance_info().items() if k != "versions"})
     manifest.setdefault("resumes", []).append(entry)
     return manifest
@@ -660,26 +711,35 @@ def _sync_metrics(rundir: RunDir, history: list[dict[str, Any]]) -> None:
             rundir.append_metrics(record)
 
 
+def eval_settings(p: Plan) -> EvalSettings:
+    """The settings of a run's final evaluation: its CIs are seeded by derive_seed(run seed, "eval-ci"),
+    so the bootstrap never reuses a draw of the training's streams."""
+    from cifarb.eval.settings import EvalSettings
+
+    return EvalSettings(
+        bootstrap=p.run.cfg.eval_bootstrap, seed=derive_seed(p.run.seed, "eval-ci"), min_cell_size=1,
+        min_cell_size_worst=10, subgroup_names=None, tta=p.recipe.tta, batch_size=max(256, p.recipe.batch_size),
+        permutations=p.run.cfg.permutations, device=str(p.runtime.device), progress=p.runtime.progress,
+    )
+
+
 def final_eval(p: Plan, trainer: Trainer) -> dict[str, Any]:
     """Evaluate the final model on CIFAR-B; writes eval/, predictions/ and an "eval" line in metrics.jsonl."""
     from cifarb.eval import evaluate
     from cifarb.models.zoo import LoadedModel, sha256_file
 
-    cfg = p.cfg
+    cfg, m, rundir = p.run.cfg, p.model, p.run.rundir
     dataset = f"{cfg.dataset}-b"
-    ckpt = p.rundir.checkpoint_path("last.pt")
+    ckpt = rundir.checkpoint_path("last.pt")
     trainer.model.eval()
     loaded = LoadedModel(
-        module=trainer.eval_model(), mean=p.mean, std=p.std, arch=cfg.arch, spec=str(p.rundir.path),
-        sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=p.num_classes, source=str(ckpt),
+        module=trainer.eval_model(), mean=m.mean, std=m.std, arch=m.arch, spec=str(rundir.path),
+        sha256=sha256_file(ckpt) if ckpt.exists() else None, num_classes=m.num_classes, source=str(ckpt),
     )
     # with rundir, evaluate writes eval/<dataset>.json, predictions/<dataset>.parquet and the "eval" line
-    result = evaluate(
-        loaded, dataset, root=cfg.root, trust_local=cfg.trust_local, batch_size=max(256, p.recipe.batch_size),
-        device=str(p.device), bootstrap=cfg.eval_bootstrap, seed=cfg.seed, min_cell_size=1,
-        min_cell_size_worst=10, subgroup_names=None, permutations=cfg.permutations, rundir=p.rundir, progress=cfg.progress, tta=p.recipe.tta,
-    )
+    result = evaluate(loaded, dataset, settings=eval_settings(p), root=cfg.root, trust_local=cfg.trust_local,
+                      rundir=rundir)
     from cifarb.eval.table import summary_line
 
-    _log(p, summary_line(result))
+    _log(p.runtime, summary_line(result))
     return result
