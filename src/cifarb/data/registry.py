@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cifarb.citations import bibtex
 from cifarb.errors import CifarbError
 
 # The 15 standard corruptions first (in the order of Hendrycks & Dietterich), then the 4 extra ones.
@@ -24,30 +25,10 @@ ZENODO_C100 = "https://zenodo.org/record/3555552/files"
 CIFAR10_1_RAW = "https://github.com/modestyachts/CIFAR-10.1/raw/master/datasets"
 CIFAR10_1_MIRROR = "https://raw.githubusercontent.com/modestyachts/CIFAR-10.1/master/datasets"
 
-CITE_CIFAR = """@techreport{krizhevsky2009learning,
-  title = {Learning Multiple Layers of Features from Tiny Images},
-  author = {Krizhevsky, Alex},
-  institution = {University of Toronto},
-  year = {2009}
-}"""
-CITE_CIFAR_C = """@inproceedings{hendrycks2019benchmarking,
-  title = {Benchmarking Neural Network Robustness to Common Corruptions and Perturbations},
-  author = {Hendrycks, Dan and Dietterich, Thomas},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year = {2019}
-}"""
-CITE_CIFAR10_1 = """@article{recht2018cifar10.1,
-  title = {Do {CIFAR-10} Classifiers Generalize to {CIFAR-10}?},
-  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
-  journal = {arXiv preprint arXiv:1806.00451},
-  year = {2018}
-}
-@inproceedings{recht2019imagenet,
-  title = {Do {ImageNet} Classifiers Generalize to {ImageNet}?},
-  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
-  booktitle = {International Conference on Machine Learning (ICML)},
-  year = {2019}
-}"""
+# BibTeX keys in cifarb/citations.bib, the one copy `cifarb cite` prints too.
+CITE_CIFAR = bibtex(("krizhevsky2009learning",)).rstrip("\n")
+CITE_CIFAR_C = bibtex(("hendrycks2019benchmarking",)).rstrip("\n")
+CITE_CIFAR10_1 = bibtex(("recht2018cifar", "recht2019imagenet")).rstrip("\n")
 
 LICENSE_CIFAR = ("no licence stated by the authors; the dataset page asks users to cite the technical "
                  "report (Krizhevsky 2009)")
