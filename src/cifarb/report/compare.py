@@ -188,8 +188,8 @@ def _run_side(run: Run, dataset: str, corruption: str | None, severity: int | No
 
 
 def _file_side(path: Path, dataset: str) -> _Side:
-    from cifarb.commands.metrics import read_predictions
     from cifarb.data.cifar_b import load_cifar_b
+    from cifarb.data.predictions import read_predictions
 
     bundle = load_cifar_b(dataset)
     index, pred = read_predictions(path, bundle.class_names)
