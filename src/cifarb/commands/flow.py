@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are also off when stderr is not a terminal)")
-    from cifarb._threads import add_threads_arg
+    from cifarb.commands._common import add_threads_arg
 
     add_threads_arg(p, "flow training (torch intra-op threads)")
     p.add_argument("--log", metavar="TRACKERS",
