@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifarb.data.names import parse_eval_name
 from cifarb.errors import CifarbError
 from cifarb.metrics import catalog
 
@@ -20,13 +21,8 @@ _FRACTIONS = catalog.keys(required=True, format="percent")
 
 def eval_kind(name: str) -> str | None:
     """"b", "c" or "10.1" for an evaluation name (`cifar10-b`, `cifar10-c-local`, `cifar10.1`, ...)."""
-    if name in ("cifar10-b", "cifar100-b"):
-        return "b"
-    if name in ("cifar10-c", "cifar100-c", "cifar10-c-local", "cifar100-c-local"):
-        return "c"
-    if name == "cifar10.1":
-        return "10.1"
-    return None
+    parsed = parse_eval_name(name)
+    return None if parsed is None else parsed.kind
 
 
 @dataclass
@@ -183,7 +179,7 @@ def load_run(path: Path | str, schema: bool = True) -> Run | Problem:
             bad.append(f"eval/{f.name}: {err}")
             continue
         if kind in results:  # an official set and a generated (-local) one: the official one wins
-            local, official = (f.stem, names[kind]) if f.stem.endswith("-local") else (names[kind], f.stem)
+            local, official = (f.stem, names[kind]) if parse_eval_name(f.stem).local else (names[kind], f.stem)
             notes.append(f"ignored eval/{local}.json: the official {official} result is present")
             if f.stem == local:
                 continue
