@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifarb.data.names import EVAL_DATASETS, NUM_CLASSES, parse_eval_name
 from cifarb.errors import CifarbError, UsageError
 from cifarb.eval.settings import EvalSettings
 
@@ -20,15 +21,6 @@ if TYPE_CHECKING:  # torch and pandas are imported only when work is done
     from cifarb.models.zoo import LoadedModel
     from cifarb.runs import RunDir
 
-# evaluation names (docs/data.md) -> (training dataset, kind)
-EVAL_DATASETS: dict[str, tuple[str, str]] = {
-    "cifar10-b": ("cifar10", "b"),
-    "cifar100-b": ("cifar100", "b"),
-    "cifar10-c": ("cifar10", "c"),
-    "cifar100-c": ("cifar100", "c"),
-    "cifar10.1": ("cifar10", "10.1"),
-}
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 # CIFAR-100 test images scored on their 20 superclasses (cifarb.data.superclasses); not a data name
 SUPERCLASS_DATASET = "cifar100-super"
 
@@ -38,11 +30,10 @@ _DEVICE_CHUNK_BYTES = 256 << 20
 
 def dataset_info(dataset: str) -> tuple[str, str, int]:
     """(training dataset, kind 'b'|'c'|'10.1', number of classes) of an evaluation name."""
-    key = dataset.strip().lower()
-    if key not in EVAL_DATASETS:
+    parsed = parse_eval_name(dataset.strip().lower())
+    if parsed is None or parsed.local:
         raise UsageError(f"unknown evaluation dataset {dataset!r}; choose one of: {', '.join(EVAL_DATASETS)}")
-    base, kind = EVAL_DATASETS[key]
-    return base, kind, NUM_CLASSES[base]
+    return parsed.base, parsed.kind, parsed.n_classes
 
 
 def resolve_device(device: str | None = None) -> torch.device:
