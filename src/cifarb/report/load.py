@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,15 +67,17 @@ class LoadedRuns:
     notes: list[str] = field(default_factory=list)
 
 
-def check_result(result: Any, expected_dataset: str | None = None, schema: bool = True) -> str | None:
-    """None if `result` is a usable result JSON, else what is wrong with it.
+def check_result(result: Any, expected_dataset: str | None = None, schema: bool = True,
+                 required: Sequence[str] = _REQUIRED) -> str | None:
+    """None if `result` is a usable result JSON, else what is wrong with it: the one check behind reports
+    and the study's "is this evaluation done" test.
 
-    Always checks the keys and value ranges reports rely on; with `schema` also validates against the
-    shipped JSON Schema (when jsonschema is installed).
+    Always checks the `required` keys (default: those reports read) and the value ranges; with `schema`
+    also validates against the shipped JSON Schema (when jsonschema is installed).
     """
     if not isinstance(result, dict):
         return "not a JSON object"
-    missing = [k for k in _REQUIRED if k not in result]
+    missing = [k for k in required if k not in result]
     if missing:
         return f"lacks required keys {missing}"
     if expected_dataset is not None and result["dataset"] != expected_dataset:
@@ -88,7 +90,7 @@ def check_result(result: Any, expected_dataset: str | None = None, schema: bool 
     ex = result.get("macro_std_excess")
     if ex is not None and not (isinstance(ex, int | float) and -1.0 <= ex <= 1.0):
         return f"macro_std_excess = {ex!r} is outside [-1, 1]"
-    if kind == "b":
+    if kind == "b" and "cells" in result:  # always there unless `required` leaves it out
         cells = result["cells"]
         if not isinstance(cells, list) or not cells:
             return "has no cells"
@@ -109,6 +111,13 @@ def check_result(result: Any, expected_dataset: str | None = None, schema: bool 
                 return None
             return str(exc)
     return None
+
+
+def read_result(path: Path, expected_dataset: str | None = None, *, schema: bool = True,
+                required: Sequence[str] = _REQUIRED) -> tuple[Any, str | None]:
+    """(the result JSON at `path`, None), or (whatever was read, what is wrong with it); see check_result."""
+    obj, err = _read_json(path)
+    return obj, err or check_result(obj, expected_dataset, schema=schema, required=required)
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
@@ -173,8 +182,7 @@ def load_run(path: Path | str, schema: bool = True) -> Run | Problem:
         if kind is None:
             notes.append(f"ignored eval/{f.name} (not a dataset the report knows)")
             continue
-        obj, err = _read_json(f)
-        err = err or check_result(obj, f.stem, schema=schema)
+        obj, err = read_result(f, f.stem, schema=schema)
         if err:
             bad.append(f"eval/{f.name}: {err}")
             continue

@@ -16,7 +16,6 @@ the next study run resumes those cells. Slurm jobs outlive the driver by design.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import subprocess
 import sys
@@ -119,24 +118,16 @@ def applicable_evals(cell: Cell) -> tuple[list[EvalStep], list[str]]:
 
 # --- state of a run directory ---------------------------------------------------------------------
 def check_result_file(path: Path, accepted: Sequence[str]) -> str | None:
-    """None if `path` is a usable result JSON for one of the `accepted` dataset names, else the reason."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"unreadable ({exc.__class__.__name__})"
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    lacking = [k for k in _RESULT_KEYS if k not in obj]
-    if lacking:
-        return f"lacks {lacking}"
-    if obj["dataset"] not in accepted:
+    """None if `path` is a usable result JSON for one of the `accepted` dataset names, else the reason
+    (report.load's check of the keys a study needs; the schema is the report's business)."""
+    from cifarb.report.load import read_result
+
+    obj, err = read_result(path, schema=False, required=_RESULT_KEYS)
+    if err is None and obj["dataset"] not in accepted:
         return f"dataset is {obj['dataset']!r}, expected one of {list(accepted)}"
-    acc = obj["accuracy"]
-    if not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
-        return f"accuracy {acc!r} is not a fraction"
-    return None
+    if err is None and not isinstance(obj["accuracy"], int | float):
+        return f"accuracy {obj['accuracy']!r} is not a fraction"
+    return err
 
 
 def eval_done(rundir: Path, step: EvalStep) -> bool:
