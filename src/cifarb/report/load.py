@@ -12,6 +12,7 @@ from typing import Any
 from cifarb.data.names import parse_eval_name
 from cifarb.errors import CifarbError
 from cifarb.metrics import catalog
+from cifarb.runs.rundir import RunDir
 
 # Result keys every report reads; checked even when jsonschema (the test extra) is not installed.
 _REQUIRED = ("dataset", "n_images", "n_official", "data_verified", "accuracy", "macro_std", "macro_std_null",
@@ -138,7 +139,7 @@ def _expected_epochs(manifest: Mapping[str, Any]) -> int | None:
 
 def _epochs_done(path: Path) -> int:
     done = 0
-    metrics = path / "metrics.jsonl"
+    metrics = RunDir(path).metrics_path
     if not metrics.is_file():
         return 0
     for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -157,12 +158,13 @@ def load_run(path: Path | str, schema: bool = True) -> Run | Problem:
     if not path.is_dir():
         return Problem(path, "not a directory" if path.exists() else "does not exist")
     manifest: dict[str, Any] | None = None
-    if (path / "manifest.json").exists():
-        obj, err = _read_json(path / "manifest.json")
+    run = RunDir(path)
+    if run.manifest_path.exists():
+        obj, err = _read_json(run.manifest_path)
         if err or not isinstance(obj, dict):
             return Problem(path, f"corrupt manifest.json ({err or 'not a JSON object'}); rerun the cell")
         manifest = obj
-    eval_files = sorted((path / "eval").glob("*.json")) if (path / "eval").is_dir() else []
+    eval_files = sorted(run.eval_dir.glob("*.json")) if run.eval_dir.is_dir() else []
     if manifest is None and not eval_files:
         return Problem(path, "not a run directory (no manifest.json, no eval/*.json)")
     if manifest is not None and manifest.get("kind", "train") == "train":
@@ -216,7 +218,7 @@ def expand_paths(paths: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
     out: list[Path] = []
     notes: list[str] = []
     for p in map(Path, paths):
-        is_run = (p / "manifest.json").exists() or (p / "eval").is_dir()
+        is_run = RunDir(p).exists() or RunDir(p).eval_dir.is_dir()
         # `report runs/study/*` also names the study's _logs/, _submitit/, _study.json and report files
         if not is_run and p.name.startswith(("_", ".")) and p.exists():
             notes.append(f"{p}: ignored (a study's own {'folder' if p.is_dir() else 'file'}, not a run)")

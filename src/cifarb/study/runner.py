@@ -28,6 +28,7 @@ from typing import Any
 
 from cifarb.errors import CifarbError, UsageError
 from cifarb.runs.lock import FolderLock, holder_pid
+from cifarb.runs.rundir import RunDir
 from cifarb.study.config import Cell, StudyConfig
 
 # Keys a result JSON must have for an evaluation to count as finished.
@@ -131,7 +132,8 @@ def check_result_file(path: Path, accepted: Sequence[str]) -> str | None:
 
 
 def eval_done(rundir: Path, step: EvalStep) -> bool:
-    return any(check_result_file(rundir / "eval" / f"{stem}.json", step.accepted) is None for stem in step.accepted)
+    run = RunDir(rundir)
+    return any(check_result_file(run.eval_path(stem), step.accepted) is None for stem in step.accepted)
 
 
 def plan_cell(cell: Cell, out: Path) -> CellPlan:
@@ -144,9 +146,9 @@ def plan_cell(cell: Cell, out: Path) -> CellPlan:
     trained = evals[0] not in missing
     if trained:
         state = "evaluate"
-    elif (rundir / "manifest.json").is_file():
+    elif RunDir(rundir).manifest_path.is_file():
         state = "resume"
-    elif not rundir.exists() or (rundir.is_dir() and not any(rundir.iterdir())):
+    elif RunDir(rundir).is_free():
         state = "new"
     else:
         problem = (
