@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifarb._device import resolve_device
 from cifarb.data.names import EVAL_DATASETS, NUM_CLASSES, parse_eval_name
 from cifarb.errors import CifarbError, UsageError
 from cifarb.eval.settings import EvalSettings
@@ -34,26 +35,6 @@ def dataset_info(dataset: str) -> tuple[str, str, int]:
     if parsed is None or parsed.local:
         raise UsageError(f"unknown evaluation dataset {dataset!r}; choose one of: {', '.join(EVAL_DATASETS)}")
     return parsed.base, parsed.kind, parsed.n_classes
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """`None`/'auto': CUDA when present, else CPU; otherwise the named device, checked to exist."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CifarbError(f"--device {device}: no CUDA device is available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CifarbError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise CifarbError(f"--device {device}: MPS is not available here; use --device cpu")
-    return dev
 
 
 def _progress_bar(total: int, desc: str, progress: bool) -> Any:
