@@ -132,28 +132,17 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device(name: str) -> str:
-    import torch
-
-    from cifarb.errors import UsageError
-
-    if name == "auto":  # the same default as train, eval and flow train
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return name
-
-
 def run_sample(args: argparse.Namespace) -> int:
     import torch
 
+    from cifarb._device import resolve_device
     from cifarb.errors import UsageError
     from cifarb.flows.checkpoint import load_flow
     from cifarb.flows.grid import save_grid
 
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a directory; give a PNG file path")
-    device = _device(args.device)
+    device = str(resolve_device(args.device))
     loaded = load_flow(args.flow, device=device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     with torch.no_grad():
@@ -173,6 +162,7 @@ def run_encode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cifarb._atomic import atomic_write_bytes
+    from cifarb._device import resolve_device
     from cifarb.data.readers import load_cifar
     from cifarb.errors import UsageError
     from cifarb.flows.checkpoint import load_flow
@@ -180,7 +170,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a directory; give an .npz file path")
-    device = _device(args.device)
+    device = str(resolve_device(args.device))
     loaded = load_flow(args.flow, device=device)
     data = load_cifar(args.dataset, args.split, args.root, args.trust_local)
     images = nhwc_to_tensor(data.images)
