@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from cifarb.commands._common import add_root_args, positive_float, positive_int
@@ -159,10 +158,10 @@ def run_encode(args: argparse.Namespace) -> int:
 
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from cifarb._atomic import atomic_write_bytes
     from cifarb._device import resolve_device
+    from cifarb._progress import progress_bar
     from cifarb.data.readers import load_cifar
     from cifarb.errors import UsageError
     from cifarb.flows.checkpoint import load_flow
@@ -175,8 +174,7 @@ def run_encode(args: argparse.Namespace) -> int:
     data = load_cifar(args.dataset, args.split, args.root, args.trust_local)
     images = nhwc_to_tensor(data.images)
     zs, es = [], []
-    bar = tqdm(total=len(images), desc="encode", file=sys.stderr, leave=False,
-               disable=not (args.progress and sys.stderr.isatty()))
+    bar = progress_bar(len(images), "encode", progress=args.progress)
     with torch.no_grad():
         for i in range(0, len(images), args.batch_size):
             z, eps = loaded.model.encode(images[i : i + args.batch_size].to(device))

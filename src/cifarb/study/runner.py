@@ -461,7 +461,6 @@ def run_study(
 
 
 def _bar(total: int, progress: bool) -> Any:
-    from tqdm.auto import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(total=total, desc="study cells", unit="cell", file=sys.stderr,
-                disable=not progress or not sys.stderr.isatty())
+    return progress_bar(total, "study cells", unit="cell", progress=progress, leave=True)
