@@ -80,10 +80,9 @@ def make_optimizer(model: GlobalLocalFlow, cfg: FlowConfig) -> torch.optim.Optim
 
 
 def _progress_bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not (progress and sys.stderr.isatty()))
+    return progress_bar(total, desc, progress=progress)
 
 
 @torch.no_grad()
