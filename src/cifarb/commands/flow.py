@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 from cifarb.commands._common import add_root_args, positive_float, positive_int
 
@@ -131,18 +132,24 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    import torch
-
+def _flow_for(args: argparse.Namespace, out_kind: str) -> tuple[str, Any]:
+    """(device, LoadedFlow) for sample/encode, after checking that --out is no directory."""
     from cifarb._device import resolve_device
     from cifarb.errors import UsageError
     from cifarb.flows.checkpoint import load_flow
-    from cifarb.flows.grid import save_grid
 
     if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a directory; give a PNG file path")
+        raise UsageError(f"--out {args.out} is a directory; give {out_kind}")
     device = str(resolve_device(args.device))
-    loaded = load_flow(args.flow, device=device)
+    return device, load_flow(args.flow, device=device)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from cifarb.flows.grid import save_grid
+
+    device, loaded = _flow_for(args, "a PNG file path")
     gen = torch.Generator(device=device).manual_seed(args.seed)
     with torch.no_grad():
         images = loaded.model.sample(args.n, args.temperature, gen).cpu()
@@ -160,17 +167,11 @@ def run_encode(args: argparse.Namespace) -> int:
     import torch
 
     from cifarb._atomic import atomic_write_bytes
-    from cifarb._device import resolve_device
     from cifarb._progress import progress_bar
     from cifarb.data.readers import load_cifar
-    from cifarb.errors import UsageError
-    from cifarb.flows.checkpoint import load_flow
     from cifarb.flows.train import nhwc_to_tensor
 
-    if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a directory; give an .npz file path")
-    device = str(resolve_device(args.device))
-    loaded = load_flow(args.flow, device=device)
+    device, loaded = _flow_for(args, "an .npz file path")
     data = load_cifar(args.dataset, args.split, args.root, args.trust_local)
     images = nhwc_to_tensor(data.images)
     zs, es = [], []
