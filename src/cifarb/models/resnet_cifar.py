@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +22,17 @@ class _ShortcutA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.pad_channels
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
+
+
+def make_stage(block: Callable[[int, int, int], nn.Module], in_planes: int, planes: int, blocks: int,
+               stride: int) -> tuple[nn.Sequential, int]:
+    """(`blocks` residual blocks, the first with `stride`; the planes they end with): the usual
+    `_make_layer`, whose module tree (layerN.M.*) the published checkpoints' keys follow."""
+    layers = []
+    for s in [stride] + [1] * (blocks - 1):
+        layers.append(block(in_planes, planes, s))
+        in_planes = planes
+    return nn.Sequential(*layers), in_planes
 
 
 class BasicBlock(nn.Module):
@@ -62,11 +74,8 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (blocks - 1):
-            layers.append(BasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
+        stage, self.in_planes = make_stage(BasicBlock, self.in_planes, planes, blocks, stride)
+        return stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
