@@ -46,10 +46,13 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = self.make_shortcut(in_planes, planes, stride)
+
+    def make_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
         # The published checkpoints have no shortcut parameters, so the shortcut must stay parameter-free.
-        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = _ShortcutA((planes - in_planes) // 2)
+            return _ShortcutA((planes - in_planes) // 2)
+        return nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
