@@ -14,7 +14,7 @@ SRC = Path(cifarb.__file__).parent
 # root itself (`from cifarb import __version__`). docs/architecture.md "Layers" explains each line.
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(rooms) for rooms in (
     {"", "errors"},
-    {"_atomic", "_device", "_hashing", "_progress", "_threads", "_extras", "citations"},
+    {"_atomic", "_device", "_hashing", "_progress", "_threads", "_extras", "citations", "seeds"},
     {"runs"},
     {"data"},
     {"metrics"},
