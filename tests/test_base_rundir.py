@@ -87,3 +87,16 @@ def test_provenance_records_installed_versions_even_when_not_imported(monkeypatc
         expected = None
     assert versions["torchvision"] == expected
     assert versions["torchvision"] is None or versions["torchvision"].split("+")[0][0].isdigit()
+
+
+def test_is_free_is_the_rule_check_can_start_and_the_study_planner_share(tmp_path):
+    from cifarb.runs import RunDir
+
+    absent, empty, busy, a_file = (RunDir(tmp_path / n) for n in ("absent", "empty", "busy", "file"))
+    empty.path.mkdir()
+    busy.path.mkdir()
+    (busy.path / "x").write_text("x")
+    a_file.path.write_text("x")
+    assert [r.is_free() for r in (absent, empty, busy, a_file)] == [True, True, False, False]
+    assert (busy.eval_dir, busy.predictions_dir) == (busy.path / "eval", busy.path / "predictions")
+    assert busy.eval_path("cifar10-b").parent == busy.eval_dir

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from _reference import plain_macro_std
 from cifarb.cli import main
 from cifarb.data.cifar_b import load_cifar_b
 from cifarb.metrics import validate_result
@@ -57,20 +57,6 @@ def _reference_predictions(images: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(x)).argmax(1).numpy()
 
 
-def _macro_std_loop(labels, preds, groups) -> float:
-    stds = []
-    for c in sorted(set(labels.tolist())):
-        cells = []
-        for g in sorted(set(groups.tolist())):
-            idx = [i for i in range(len(labels)) if labels[i] == c and groups[i] == g]
-            if idx:
-                cells.append((len(idx), sum(preds[i] == labels[i] for i in idx) / len(idx)))
-        n_c = sum(n for n, _ in cells)
-        m_c = sum(n * a for n, a in cells) / n_c
-        stds.append(math.sqrt(sum(n / n_c * (a - m_c) ** 2 for n, a in cells)))
-    return sum(stds) / len(stds)
-
-
 def test_every_pair_joined_with_subgroups_and_means(c_root, tmp_path, capsys):
     out = tmp_path / "r.json"
     argv = ["eval", "--model", "resnet20", "--dataset", "cifar10-c", "--root", str(c_root), "--json", str(out),
@@ -102,7 +88,7 @@ def test_every_pair_joined_with_subgroups_and_means(c_root, tmp_path, capsys):
             np.testing.assert_array_equal(rows["index"], np.arange(N))
             pair = result["corruptions"][name][str(s)]
             accs[name, s] = float((pred == labels).mean())
-            stds[name, s] = _macro_std_loop(labels, pred, groups)
+            stds[name, s] = plain_macro_std(labels, pred, groups)
             assert pair["accuracy"] == pytest.approx(accs[name, s], abs=1e-12)
             assert pair["macro_std"] == pytest.approx(stds[name, s], abs=1e-12)
             assert sum(c["n"] for c in pair["cells"]) == N

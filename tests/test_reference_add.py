@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _reference import plain_accuracy, plain_macro_std
 from cifarb.cli import main
 from cifarb.data.cifar_b import load_cifar_b
 from cifarb.errors import CifarbError
@@ -27,18 +28,7 @@ def _noisy(name: str, idx: np.ndarray, rate: float, seed: int) -> np.ndarray:
 
 
 def _plain(labels, preds, subgroups):
-    """Accuracy and MacroStd with plain Python loops (independent of cifarb.metrics)."""
-    acc = sum(int(p == y) for p, y in zip(preds, labels, strict=True)) / len(labels)
-    stds = []
-    for c in sorted(set(labels)):
-        cells: dict[int, list[int]] = {}
-        for y, p, g in zip(labels, preds, subgroups, strict=True):
-            if y == c:
-                cells.setdefault(g, []).append(int(p == y))
-        n_c = sum(len(v) for v in cells.values())
-        m = sum(sum(v) for v in cells.values()) / n_c
-        stds.append(sum(len(v) / n_c * (sum(v) / len(v) - m) ** 2 for v in cells.values()) ** 0.5)
-    return acc, sum(stds) / len(stds)
+    return plain_accuracy(labels, preds), plain_macro_std(labels, preds, subgroups)
 
 
 def test_subset_rescores_every_reference_model_on_the_same_indices():

@@ -4,7 +4,6 @@ must-show check of the bundled table against a plain loop over the original JSON
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _reference import plain_macro_std
 from cifarb.cli import main
 from cifarb.data.cifar_b import load_cifar_b
 from cifarb.reference import load_reference
@@ -37,22 +37,6 @@ def shared_repo() -> Path:
     return SHARED_REPO
 
 
-def _plain_macro_std(labels, preds, subgroups):
-    """MacroStd by the paper's definition, written as plain loops (no shared code with cifarb.metrics)."""
-    stds = []
-    for c in range(10):
-        cells = {}
-        for y, p, g in zip(labels, preds, subgroups, strict=True):
-            if y == c:
-                n, k = cells.get(g, (0, 0))
-                cells[g] = (n + 1, k + (p == y))
-        n_c = sum(n for n, _ in cells.values())
-        mean = sum(k for _, k in cells.values()) / n_c
-        var = sum((n / n_c) * (k / n - mean) ** 2 for n, k in cells.values())
-        stds.append(math.sqrt(var))
-    return sum(stds) / len(stds)
-
-
 def test_bundled_table_matches_a_plain_loop_over_the_json_files(shared_repo, table):
     b = load_cifar_b("cifar10")
     labels, subgroups = b.labels.tolist(), b.subgroups.tolist()
@@ -62,7 +46,7 @@ def test_bundled_table_matches_a_plain_loop_over_the_json_files(shared_repo, tab
         preds = json.loads(path.read_text())
         acc = sum(p == y for p, y in zip(preds, labels, strict=True)) / len(labels)
         assert abs(rows[name]["accuracy"] - acc) <= 1e-12
-        assert abs(rows[name]["macro_std"] - _plain_macro_std(labels, preds, subgroups)) <= 1e-12
+        assert abs(rows[name]["macro_std"] - plain_macro_std(labels, preds, subgroups)) <= 1e-12
 
 
 def test_json_contract(tmp_path, table):

@@ -35,8 +35,10 @@ def show_progress(progress: bool = True, stream: Any = None) -> bool:
 
 
 def progress_bar(total: int | None, desc: str, *, unit: str = "it", progress: bool = True, **kwargs: Any) -> Any:
-    """A `tqdm.auto` bar on stderr, disabled unless `show_progress(progress)`."""
+    """A `tqdm.auto` bar on stderr, disabled unless `show_progress(progress)`; the one bar every long step
+    draws. `kwargs` go to tqdm and win over the defaults (`iterable=`, `leave=True`, `unit_scale=`, ...)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not show_progress(progress), **kwargs)
+    options: dict[str, Any] = {"total": total, "desc": desc, "unit": unit, "file": sys.stderr, "leave": False,
+                               "dynamic_ncols": True, "disable": not show_progress(progress)}
+    return tqdm(**{**options, **kwargs})

@@ -10,7 +10,6 @@ Applying sets torch's intra-op threads (when torch is in use), OpenCV's and the 
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
@@ -39,17 +38,6 @@ def default_threads() -> int:
         raise UsageError(f"{ENV}={env!r} is not a positive integer; unset it or give a thread count")
     cores = available_cores()
     return 1 if cores <= SMALL_MACHINE_CORES else cores
-
-
-def add_threads_arg(parser: argparse.ArgumentParser, what: str = "this command") -> None:
-    from cifarb.commands._common import positive_int
-
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N",
-        help=f"CPU threads for {what} (default: ${ENV}, else 1 on a machine with <= {SMALL_MACHINE_CORES} "
-        "cores, where more threads fight other jobs for the cores, else one per core); recorded in the "
-        "manifest, and may change on --resume",
-    )
 
 
 def apply_threads(requested: int | None, torch_too: bool = True) -> int:

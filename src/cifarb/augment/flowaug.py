@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -565,11 +564,9 @@ def _prior_draw(model: Any, n: int, tau: float, generator: torch.Generator) -> t
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(
-        total=total, desc=desc, file=sys.stderr, leave=False, disable=not (progress and sys.stderr.isatty())
-    )
+    return progress_bar(total, desc, progress=progress)
 
 
 def make_flowaug(num_classes: int, **opts: Any) -> FlowAug:

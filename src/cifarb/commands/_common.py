@@ -90,3 +90,15 @@ def add_metric_args(parser: argparse.ArgumentParser) -> None:
         "--subgroup-names", type=comma_list, metavar="A,B,...",
         help="override the 8 subgroup names (default: the inferred background colours)",
     )
+
+
+def add_threads_arg(parser: argparse.ArgumentParser, what: str = "this command") -> None:
+    """`--threads N`, the thread count `cifarb._threads.apply_threads` then applies."""
+    from cifarb._threads import ENV, SMALL_MACHINE_CORES
+
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N",
+        help=f"CPU threads for {what} (default: ${ENV}, else 1 on a machine with <= {SMALL_MACHINE_CORES} "
+        "cores, where more threads fight other jobs for the cores, else one per core); recorded in the "
+        "manifest, and may change on --resume",
+    )

@@ -103,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a set previously generated in the same folder (never official files)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    from cifarb._threads import add_threads_arg
+    from cifarb.commands._common import add_threads_arg
 
     add_threads_arg(parser, "generation (OpenCV and BLAS threads)")
     parser.set_defaults(func=run)

@@ -152,29 +152,10 @@ def _fetch(source: Any, args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ zoo weights
 
 
-def _zoo_where_text(card: Any) -> str:
-    from cifarb.models import zoo
-
-    path = zoo.default_weight_path(card.name)
-    lines = [
-        f"{path} - sha256:{card.sha256} {card.url}",
-        f"# {card.name}: manual steps",
-        f"#   1. download {card.url}",
-        f"#   2. put it at {path} (or in a folder listed in $CIFARB_MODELS)",
-        f"#   3. cifarb data verify {card.name}",
-    ]
-    if card.sha256_is_prefix:
-        lines.append(f"# note: only the first {len(card.sha256)} hex digits of its sha256 are published "
-                     f"({card.sha256}); the file is checked by prefix, as torch.hub's check_hash does")
-    if card.bundled:
-        lines.append(f"# note: {card.name} is bundled with cifarb ({zoo.bundled_path(card)}); it works offline "
-                     "without this download")
-    lines.append(f"# licence: {card.license}")
-    return "\n".join(lines) + "\n"
-
-
 def _zoo_where(card: Any, args: argparse.Namespace) -> int:
-    sys.stdout.write(_zoo_where_text(card))
+    from cifarb.models.weights import where_text
+
+    sys.stdout.write(where_text(card))
     return 0
 
 
@@ -191,14 +172,14 @@ def _zoo_fetch(card: Any, args: argparse.Namespace) -> int:
     from cifarb.data.root import is_offline
     from cifarb.errors import CifarbError
     from cifarb.models.fetch import fetch_weights
-    from cifarb.models.weights import weight_status
+    from cifarb.models.weights import weight_status, where_text
 
     status, path = weight_status(card)
     if status == "OK":
         print(f"OK {path}")
         return 0
     if is_offline(args.offline):
-        sys.stdout.write(_zoo_where_text(card))
+        sys.stdout.write(where_text(card))
         raise CifarbError(f"{card.name} weights are {status.lower()} at {path} and offline mode is on "
                           "(--offline or CIFARB_OFFLINE=1); put the file in place as listed above")
     target = fetch_weights(card, progress=args.progress,

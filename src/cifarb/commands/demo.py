@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory; choose a directory path")
-    from cifarb.eval.demo import run_demo
+    from cifarb.demo import run_demo
 
     demo = run_demo(out, progress=not args.no_progress, permutations=args.permutations)
     print(demo.text)

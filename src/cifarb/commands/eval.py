@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="test-time augmentation: flip = mean logits of each image and its mirror image "
                         "(2x the forward cost; recorded as settings.tta; default none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from cifarb._threads import add_threads_arg
+    from cifarb.commands._common import add_threads_arg
 
     add_threads_arg(parser, "evaluation (torch intra-op threads)")
     parser.set_defaults(func=run)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
+from typing import Any
 
 from cifarb.commands._common import add_root_args, positive_float, positive_int
 
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are also off when stderr is not a terminal)")
-    from cifarb._threads import add_threads_arg
+    from cifarb.commands._common import add_threads_arg
 
     add_threads_arg(p, "flow training (torch intra-op threads)")
     p.add_argument("--log", metavar="TRACKERS",
@@ -132,29 +132,24 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device(name: str) -> str:
-    import torch
-
+def _flow_for(args: argparse.Namespace, out_kind: str) -> tuple[str, Any]:
+    """(device, LoadedFlow) for sample/encode, after checking that --out is no directory."""
+    from cifarb._device import resolve_device
     from cifarb.errors import UsageError
+    from cifarb.flows.checkpoint import load_flow
 
-    if name == "auto":  # the same default as train, eval and flow train
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return name
+    if Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a directory; give {out_kind}")
+    device = str(resolve_device(args.device))
+    return device, load_flow(args.flow, device=device)
 
 
 def run_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from cifarb.errors import UsageError
-    from cifarb.flows.checkpoint import load_flow
     from cifarb.flows.grid import save_grid
 
-    if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a directory; give a PNG file path")
-    device = _device(args.device)
-    loaded = load_flow(args.flow, device=device)
+    device, loaded = _flow_for(args, "a PNG file path")
     gen = torch.Generator(device=device).manual_seed(args.seed)
     with torch.no_grad():
         images = loaded.model.sample(args.n, args.temperature, gen).cpu()
@@ -170,23 +165,17 @@ def run_encode(args: argparse.Namespace) -> int:
 
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from cifarb._atomic import atomic_write_bytes
+    from cifarb._progress import progress_bar
     from cifarb.data.readers import load_cifar
-    from cifarb.errors import UsageError
-    from cifarb.flows.checkpoint import load_flow
     from cifarb.flows.train import nhwc_to_tensor
 
-    if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a directory; give an .npz file path")
-    device = _device(args.device)
-    loaded = load_flow(args.flow, device=device)
+    device, loaded = _flow_for(args, "an .npz file path")
     data = load_cifar(args.dataset, args.split, args.root, args.trust_local)
     images = nhwc_to_tensor(data.images)
     zs, es = [], []
-    bar = tqdm(total=len(images), desc="encode", file=sys.stderr, leave=False,
-               disable=not (args.progress and sys.stderr.isatty()))
+    bar = progress_bar(len(images), "encode", progress=args.progress)
     with torch.no_grad():
         for i in range(0, len(images), args.batch_size):
             z, eps = loaded.model.encode(images[i : i + args.batch_size].to(device))

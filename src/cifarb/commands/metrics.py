@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from cifarb.commands._common import add_metric_args, add_root_args, comma_list
 from cifarb.errors import UsageError
-
-N_OFFICIAL = 10_000
 
 FORMATS_HELP = """\
 Predictions files (--dataset):
@@ -37,16 +34,6 @@ Bring your own groups (--groups FILE, .csv or .parquet; one row per sample):
 The JSON follows the result contract (cifarb/schemas/result.schema.json); provenance.model is the
 predictions file and its sha256. See docs/datasets.md.
 """
-
-
-def __getattr__(name: str) -> Any:
-    # read_predictions moved to cifarb.data.predictions; commands/reference.py still imports it from here.
-    # Resolved lazily so that building the CLI parser imports no numpy.
-    if name == "read_predictions":
-        from cifarb.data.predictions import read_predictions
-
-        return read_predictions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -92,7 +92,7 @@ def _cifar10_1_of(result: dict[str, Any]) -> dict[str, float]:
 
 def load_added(spec: str, class_names: list[str]) -> Any:
     """An AddedModel from NAME=FILE (predictions file, result JSON or run directory)."""
-    from cifarb.commands.metrics import read_predictions
+    from cifarb.data.predictions import read_predictions
     from cifarb.reference.score import AddedModel
 
     name, sep, file = spec.partition("=")

@@ -130,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("--flowaug-tau", type=positive_float, metavar="T", help="latent temperature (default 1.0)")
     flow.add_argument("--flowaug-mode", choices=("online", "offline"), help="default online")
     flow.add_argument("--flowaug-swap", choices=("any", "class"), help="default any")
-    from cifarb._threads import add_threads_arg
+    from cifarb.commands._common import add_threads_arg
 
     add_threads_arg(p, "training (torch intra-op threads)")
     p.add_argument("--log", metavar="TRACKERS",

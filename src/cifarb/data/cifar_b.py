@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from cifarb.data._npz import read_npz
+from cifarb.data.names import TRAIN_DATASETS, train_dataset
 from cifarb.errors import CifarbError
 
 N_TEST = 10_000
 N_SUBGROUPS = 8
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100")
+DATASETS: tuple[str, ...] = TRAIN_DATASETS
 
 # The release does not name its subgroup ids; these background colours were inferred from border-pixel
 # statistics and montages of real test images (see ../shared/cifar-b/FORMAT.md). Id 7 ("other") is the
@@ -24,18 +25,14 @@ DEFAULT_SUBGROUP_NAMES: tuple[str, ...] = ("green", "gray", "blue", "white", "bl
 
 ASSET_FILES = {"cifar10": "cifar10_b.npz", "cifar100": "cifar100_b.npz"}
 
-_ALIASES = {
-    "cifar10": "cifar10", "cifar10-b": "cifar10", "cifar10b": "cifar10",
-    "cifar100": "cifar100", "cifar100-b": "cifar100", "cifar100b": "cifar100",
-}
 
 
 def normalize_dataset(dataset: str) -> str:
     """'cifar10' or 'cifar100' for a data/training/evaluation name of the B sets; else CifarbError."""
-    key = str(dataset).strip().lower()
-    if key not in _ALIASES:
+    base = train_dataset(dataset, cifar_b_aliases=True)
+    if base is None:
         raise CifarbError(f"unknown CIFAR-B dataset {dataset!r}; choose cifar10 (cifar10-b) or cifar100 (cifar100-b)")
-    return _ALIASES[key]
+    return base
 
 
 def asset_path(name: str) -> Path:

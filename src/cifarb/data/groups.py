@@ -330,16 +330,13 @@ def _prediction_ids(col: Any, table: GroupTable, path: Path) -> tuple[np.ndarray
         # an integer-labelled dataset: a predicted class absent from the labels is simply a wrong answer
         names += [str(i) for i in range(len(names), int(ids.max()) + 1)]
         return ids, names
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    out = np.empty(len(col), dtype=np.int64)
-    for row, raw in enumerate(col):
-        text = str(raw).strip()
-        if text.lower() in lookup:
-            out[row] = lookup[text.lower()]
-        else:
-            raise CifarbError(f"{path}: prediction {raw!r} (row {row}) is not a class of {table.path} "
-                              f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
-    return out, names
+    from cifarb.data.predictions import ids_by_name
+
+    def unknown(row: int, raw: Any, text: str) -> int:
+        raise CifarbError(f"{path}: prediction {raw!r} (row {row}) is not a class of {table.path} "
+                          f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+
+    return ids_by_name(col, names, unknown), names
 
 
 def _check_labels(given: Any, table: GroupTable, rows: np.ndarray, keys: np.ndarray, path: Path) -> None:

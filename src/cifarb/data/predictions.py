@@ -6,6 +6,7 @@ problem is one CifarbError naming the file and the expected form. No torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,22 @@ EXPECTED = (
 )
 
 
+def ids_by_name(values: Any, names: Sequence[str], unknown: Callable[[int, Any, str], int]) -> np.ndarray:
+    """int64 ids of class names (case and surrounding spaces ignored); `unknown(row, raw, stripped text)`
+    gives the id of any other value, or raises the caller's CifarbError."""
+    lookup = {name.lower(): i for i, name in enumerate(names)}
+    out = np.empty(len(values), dtype=np.int64)
+    for row, raw in enumerate(values):
+        text = str(raw).strip()
+        out[row] = lookup[text.lower()] if text.lower() in lookup else unknown(row, raw, text)
+    return out
+
+
+def _first(bad: np.ndarray) -> int | None:
+    """The first row flagged in `bad`, or None."""
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
 def _class_ids(values: Any, class_names: list[str], path: Path) -> np.ndarray:
     """Class ids from ids or official names; CifarbError naming the first bad value and the fix."""
     import pandas as pd
@@ -31,32 +48,24 @@ def _class_ids(values: Any, class_names: list[str], path: Path) -> np.ndarray:
         raise CifarbError(f"{path}: prediction column holds booleans; give class ids (0..{n_classes - 1}) or names")
     if pd.api.types.is_numeric_dtype(col):
         arr = col.to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        if (i := _first(~np.isfinite(arr) | (arr != np.round(arr)))) is not None:
             raise CifarbError(
                 f"{path}: prediction {col.iloc[i]!r} (row {i}) is not a class id; give integer class ids "
                 f"0..{n_classes - 1} (for scores or logits take the argmax) or class names"
             )
         ids = arr.astype(np.int64)
     else:
-        lookup = {name.lower(): i for i, name in enumerate(class_names)}
-        ids = np.empty(len(col), dtype=np.int64)
-        for i, raw in enumerate(col):
-            text = str(raw).strip()
-            if text.lower() in lookup:
-                ids[i] = lookup[text.lower()]
-            elif text.lstrip("-").isdigit():
-                ids[i] = int(text)
-            else:
-                shown = ", ".join(class_names[:10]) + (", ..." if n_classes > 10 else "")
-                raise CifarbError(
-                    f"{path}: prediction {raw!r} (row {i}) is neither a class id nor an official class name "
-                    f"({shown})"
-                )
-    out_of_range = (ids < 0) | (ids >= n_classes)
-    if out_of_range.any():
-        i = int(np.flatnonzero(out_of_range)[0])
+        def unknown(row: int, raw: Any, text: str) -> int:
+            if text.lstrip("-").isdigit():
+                return int(text)
+            shown = ", ".join(class_names[:10]) + (", ..." if n_classes > 10 else "")
+            raise CifarbError(
+                f"{path}: prediction {raw!r} (row {row}) is neither a class id nor an official class name "
+                f"({shown})"
+            )
+
+        ids = ids_by_name(col, class_names, unknown)
+    if (i := _first((ids < 0) | (ids >= n_classes))) is not None:
         raise CifarbError(
             f"{path}: prediction {int(ids[i])} (row {i}) is out of range; this dataset has classes "
             f"0..{n_classes - 1}"
@@ -98,9 +107,7 @@ def _from_table(df: Any, path: Path, class_names: list[str]) -> tuple[np.ndarray
     if not pd.api.types.is_numeric_dtype(idx) or pd.api.types.is_bool_dtype(idx):
         raise CifarbError(f"{path}: the index column must hold integer test indices 0..{N_OFFICIAL - 1}")
     arr = idx.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr >= N_OFFICIAL)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if (i := _first(~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr >= N_OFFICIAL))) is not None:
         raise CifarbError(
             f"{path}: index {idx.iloc[i]!r} (row {i}) is not an official test index; indices are integers "
             f"0..{N_OFFICIAL - 1}"

@@ -18,6 +18,7 @@ import numpy as np
 
 from cifarb.data import cifar_b
 from cifarb.data._safepickle import load_pickle_file
+from cifarb.data.names import train_dataset
 from cifarb.data.registry import CIFAR10_1_SIZES, CIFAR_C_CORRUPTIONS, SEVERITIES
 from cifarb.data.root import resolve_root
 from cifarb.data.safeio import load_npy
@@ -98,8 +99,8 @@ class CorruptionSet:
 
 
 def _dataset(dataset: str) -> str:
-    key = str(dataset).strip().lower()
-    if key not in _FOLDERS:
+    key = train_dataset(dataset)
+    if key is None:
         raise CifarbError(f"unknown dataset {dataset!r}; choose cifar10 or cifar100")
     return key
 

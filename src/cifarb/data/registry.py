@@ -1,13 +1,17 @@
 """The sources registry: every dataset file cifarb can fetch, with URLs, published checksums, licence, citation.
 
-Checksums are copied from ../shared/checksums.md and nowhere else (a test compares them). Builders take a
-base URL so tests can point a source at a local server; the registered entries use the real URLs.
+Checksums live in data/assets/checksums.json, copied from ../shared/checksums.md and nowhere else (a test
+compares them). Builders take a base URL so tests can point a source at a local server; the registered
+entries use the real URLs.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from importlib import resources
 
+from cifarb.citations import bibtex
 from cifarb.errors import CifarbError
 
 # The 15 standard corruptions first (in the order of Hendrycks & Dietterich), then the 4 extra ones.
@@ -24,30 +28,13 @@ ZENODO_C100 = "https://zenodo.org/record/3555552/files"
 CIFAR10_1_RAW = "https://github.com/modestyachts/CIFAR-10.1/raw/master/datasets"
 CIFAR10_1_MIRROR = "https://raw.githubusercontent.com/modestyachts/CIFAR-10.1/master/datasets"
 
-CITE_CIFAR = """@techreport{krizhevsky2009learning,
-  title = {Learning Multiple Layers of Features from Tiny Images},
-  author = {Krizhevsky, Alex},
-  institution = {University of Toronto},
-  year = {2009}
-}"""
-CITE_CIFAR_C = """@inproceedings{hendrycks2019benchmarking,
-  title = {Benchmarking Neural Network Robustness to Common Corruptions and Perturbations},
-  author = {Hendrycks, Dan and Dietterich, Thomas},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year = {2019}
-}"""
-CITE_CIFAR10_1 = """@article{recht2018cifar10.1,
-  title = {Do {CIFAR-10} Classifiers Generalize to {CIFAR-10}?},
-  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
-  journal = {arXiv preprint arXiv:1806.00451},
-  year = {2018}
-}
-@inproceedings{recht2019imagenet,
-  title = {Do {ImageNet} Classifiers Generalize to {ImageNet}?},
-  author = {Recht, Benjamin and Roelofs, Rebecca and Schmidt, Ludwig and Shankar, Vaishaal},
-  booktitle = {International Conference on Machine Learning (ICML)},
-  year = {2019}
-}"""
+# BibTeX keys in cifarb/citations.bib, the one copy `cifarb cite` prints too.
+CITE_CIFAR = bibtex(("krizhevsky2009learning",)).rstrip("\n")
+CITE_CIFAR_C = bibtex(("hendrycks2019benchmarking",)).rstrip("\n")
+CITE_CIFAR10_1 = bibtex(("recht2018cifar", "recht2019imagenet")).rstrip("\n")
+
+# The published checksums (a data file: cifarb/data/assets/checksums.json).
+_CHECKSUMS = json.loads(resources.files("cifarb.data").joinpath("assets", "checksums.json").read_text(encoding="utf-8"))
 
 LICENSE_CIFAR = ("no licence stated by the authors; the dataset page asks users to cite the technical "
                  "report (Krizhevsky 2009)")
@@ -125,24 +112,12 @@ def cifar_source(dataset: str, base_url: str = TORONTO) -> Source:
     """CIFAR-10 or CIFAR-100, python version: the official tarball and its extracted files."""
     if dataset == "cifar10":
         folder, tar, tar_md5, size = "cifar-10-batches-py", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071
-        md5 = {
-            "data_batch_1": "c99cafc152244af753f735de768cd75f",
-            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-            "data_batch_4": "634d18415352ddfa80567beed471001a",
-            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-            "test_batch": "40351d587109b95175f43aff81a1287e",
-            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-        }
+        md5 = _CHECKSUMS["cifar10"]
         sizes = {"batches.meta": 158}  # known exactly: ../shared's copy matches the md5
         title = "CIFAR-10 (python version)"
     elif dataset == "cifar100":
         folder, tar, tar_md5, size = "cifar-100-python", "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", 169001437
-        md5 = {
-            "train": "16019d7e3df5f24257cddd939b257f8d",
-            "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
-            "meta": "7973b15100ade9c7d40fb424638fde48",
-        }
+        md5 = _CHECKSUMS["cifar100"]
         sizes = {"meta": 1473}
         title = "CIFAR-100 (python version)"
     else:
@@ -156,30 +131,8 @@ def cifar_source(dataset: str, base_url: str = TORONTO) -> Source:
                   homepage="https://www.cs.toronto.edu/~kriz/cifar.html", folder=folder)
 
 
-_C10_MD5 = {
-    "brightness": "0a81ef75e0b523c3383219c330a85d48", "contrast": "3c8262171c51307f916c30a3308235a8",
-    "defocus_blur": "7d1322666342a0702b1957e92f6254bc", "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
-    "fog": "7b397314b5670f825465fbcd1f6e9ccd", "frost": "31f6ab3bce1d9934abfb0cc13656f141",
-    "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d", "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
-    "glass_blur": "7361fb4019269e02dbf6925f083e8629", "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
-    "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187", "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
-    "pixelate": "0f14f7e2db14288304e1de10df16832f", "saturate": "1cfae0964219c5102abbb883e538cc56",
-    "shot_noise": "3a7239bb118894f013d9bf1984be7f11", "snow": "bb238de8555123da9c282dea23bd6e55",
-    "spatter": "8a5a3903a7f8f65b59501a6093b4311e", "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
-    "zoom_blur": "6ea8e63f1c5cdee1517533840641641b", "labels": "c439b113295ed5254878798ffe28fd54",
-}
-_C100_MD5 = {
-    "brightness": "f22d7195aecd6abb541e27fca230c171", "contrast": "322bb385f1d05154ee197ca16535f71e",
-    "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564", "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
-    "fog": "4efc7ebd5e82b028bdbe13048e3ea564", "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
-    "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e", "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
-    "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1", "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
-    "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11", "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
-    "pixelate": "96c00c60f144539e14cffb02ddbd0640", "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
-    "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a", "snow": "0237be164583af146b7b144e73b43465",
-    "spatter": "12ccf41d62564d36e1f6a6ada5022728", "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
-    "zoom_blur": "0204613400c034a81c4830d5df81cb82", "labels": "bb4026e9ce52996b95f439544568cdb2",
-}
+_C10_MD5: dict[str, str] = _CHECKSUMS["cifar10-c"]
+_C100_MD5: dict[str, str] = _CHECKSUMS["cifar100-c"]
 
 
 def cifar_c_source(dataset: str, base_url: str | None = None) -> Source:
@@ -206,14 +159,8 @@ def cifar_c_source(dataset: str, base_url: str | None = None) -> Source:
                   notes=("each <corruption>.npy: uint8 (50000, 32, 32, 3) = severities 1..5 x 10,000 test images",))
 
 
-_C10_1 = {
-    "v6": {"data": ("24349cc5f3fb59648d75cd8015b5a184b1f5c250", None),
-           "labels": ("e713b09cecf2ecd933970001909fcdec7c907ab0",
-                      "ae40beda001693674edc94d925ee8268cfe68905f8f9aff800c8dcdfcd6c9448")},
-    "v4": {"data": ("1094f59a54cf768f7b1ca5029eb4a94b8c635ebe", None),
-           "labels": ("64acdcc7ba98d0554f9c9fe00c5483d9247e61df",
-                      "1f9544300ded199539b6662364ce7fe6c2e1ea9f87408f06db4b1a6184cffb18")},
-}
+# version -> kind -> (git blob id, sha256 or None)
+_C10_1 = {v: {kind: tuple(pair) for kind, pair in d.items()} for v, d in _CHECKSUMS["cifar10.1"].items()}
 CIFAR10_1_SIZES = {"v6": 2000, "v4": 2021}
 
 

@@ -29,6 +29,16 @@ def _kind_of(head: bytes) -> str:
     return "not a .npy file (no NUMPY magic)"
 
 
+def _read_error(exc: Exception, path: Path, what: str, fix: str) -> CifarbError:
+    """The one message for a file numpy/zipfile could not read: our own errors pass through unchanged."""
+    if isinstance(exc, CifarbError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return CifarbError(f"cannot read {path}: too large to read into memory; {fix}")
+    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return CifarbError(f"cannot read {path}: {what} ({reason}); {fix}")
+
+
 def read_npy_header(fh: IO[bytes], data_bytes: int, where: str, fix: str,
                     max_items: int | None = None) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Parse a .npy header from `fh` and check it against the `data_bytes` that follow it in the file.
@@ -77,13 +87,8 @@ def load_npy(path: Path | str, fix: str, mmap: bool = False, max_items: int | No
         with open(p, "rb") as fh:
             read_npy_header(fh, size, str(p), fix, max_items)
         return np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except CifarbError:
-        raise
-    except MemoryError:
-        raise CifarbError(f"cannot read {p}: too large to read into memory; {fix}") from None
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, EOFError, ... of a damaged file
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CifarbError(f"cannot read {p}: truncated or not a valid .npy file ({reason}); {fix}") from None
+        raise _read_error(exc, p, "truncated or not a valid .npy file", fix) from None
 
 
 def load_npz_member(path: Path | str, name: str, fix: str, max_items: int | None = None) -> np.ndarray:
@@ -107,13 +112,8 @@ def load_npz_member(path: Path | str, name: str, fix: str, max_items: int | None
             if len(raw) != info.file_size:
                 raise CifarbError(f"cannot read {p} ({member}): truncated or damaged; {fix}")
         return np.load(io.BytesIO(raw), allow_pickle=False)
-    except CifarbError:
-        raise
-    except MemoryError:
-        raise CifarbError(f"cannot read {p}: too large to read into memory; {fix}") from None
     except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, ValueError, ... of a damaged archive
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CifarbError(f"cannot read {p}: damaged or not a pickle-free .npz ({reason}); {fix}") from None
+        raise _read_error(exc, p, "damaged or not a pickle-free .npz", fix) from None
 
 
 def read_csv_bounded(path: Path | str, max_rows: int, fix: str, max_line: int = 1 << 20,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifarb._device import resolve_device
+from cifarb.data.names import EVAL_DATASETS, NUM_CLASSES, parse_eval_name
 from cifarb.errors import CifarbError, UsageError
 from cifarb.eval.settings import EvalSettings
 
@@ -20,15 +22,6 @@ if TYPE_CHECKING:  # torch and pandas are imported only when work is done
     from cifarb.models.zoo import LoadedModel
     from cifarb.runs import RunDir
 
-# evaluation names (docs/data.md) -> (training dataset, kind)
-EVAL_DATASETS: dict[str, tuple[str, str]] = {
-    "cifar10-b": ("cifar10", "b"),
-    "cifar100-b": ("cifar100", "b"),
-    "cifar10-c": ("cifar10", "c"),
-    "cifar100-c": ("cifar100", "c"),
-    "cifar10.1": ("cifar10", "10.1"),
-}
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 # CIFAR-100 test images scored on their 20 superclasses (cifarb.data.superclasses); not a data name
 SUPERCLASS_DATASET = "cifar100-super"
 
@@ -38,31 +31,10 @@ _DEVICE_CHUNK_BYTES = 256 << 20
 
 def dataset_info(dataset: str) -> tuple[str, str, int]:
     """(training dataset, kind 'b'|'c'|'10.1', number of classes) of an evaluation name."""
-    key = dataset.strip().lower()
-    if key not in EVAL_DATASETS:
+    parsed = parse_eval_name(dataset.strip().lower())
+    if parsed is None or parsed.local:
         raise UsageError(f"unknown evaluation dataset {dataset!r}; choose one of: {', '.join(EVAL_DATASETS)}")
-    base, kind = EVAL_DATASETS[key]
-    return base, kind, NUM_CLASSES[base]
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """`None`/'auto': CUDA when present, else CPU; otherwise the named device, checked to exist."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CifarbError(f"--device {device}: no CUDA device is available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CifarbError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise CifarbError(f"--device {device}: MPS is not available here; use --device cpu")
-    return dev
+    return parsed.base, parsed.kind, parsed.n_classes
 
 
 def _progress_bar(total: int, desc: str, progress: bool) -> Any:

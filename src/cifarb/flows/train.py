@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cifarb._device import resolve_device
 from cifarb.errors import CifarbError, UsageError
 from cifarb.flows.checkpoint import FORMAT, FORMAT_VERSION, build_from_state
 from cifarb.flows.configs import FlowConfig, config_from_dict
@@ -79,10 +80,9 @@ def make_optimizer(model: GlobalLocalFlow, cfg: FlowConfig) -> torch.optim.Optim
 
 
 def _progress_bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not (progress and sys.stderr.isatty()))
+    return progress_bar(total, desc, progress=progress)
 
 
 @torch.no_grad()
@@ -133,18 +133,6 @@ def _check_finite(loss: torch.Tensor, epoch: int, step: int, cfg: FlowConfig) ->
             else f"flow training diverged (loss {float(loss.detach())}) at epoch {epoch}, step {step}; lower lr in your "
             "config and start a new run"
         )
-
-
-def _resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    return dev
 
 
 @dataclass
@@ -237,7 +225,7 @@ def train_flow(
     out = Path(out)
     plan = prepare_run(cfg, out, resume, epochs, dataset=dataset, root=root, trust_local=trust_local)
     cfg = plan.cfg
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if data is None:
         data = load_flow_data(plan.dataset, plan.root, plan.trust_local)
     if cfg.train_limit or cfg.test_limit:

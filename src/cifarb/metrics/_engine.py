@@ -207,6 +207,17 @@ def percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _kept_cells(n: np.ndarray, k: np.ndarray, min_cell_size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(kept cell sizes, class sizes, classes that keep a cell, within-class weights, cell accuracies)."""
+    kept = n >= max(min_cell_size, 1)
+    nk = np.where(kept, n, 0).astype(np.float64)
+    n_c = nk.sum(axis=1)
+    valid = n_c > 0
+    w = np.divide(nk, n_c[:, None], out=np.zeros(nk.shape), where=valid[:, None])
+    return nk, n_c, valid, w, cell_accuracy(n, k)
+
+
 def debiased_terms(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(V̂_c, B̂_c, valid): each class's plug-in cell variance, its binomial noise term, and which classes count.
@@ -217,12 +228,7 @@ def debiased_terms(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1
     and v̂_g is unbiased for p_g (1 - p_g) / n_g when n_g >= 2, so V̂_c - B̂_c is unbiased for V_c then.
     V̂_c and B̂_c have shape k.shape[:-1]; `valid` is (C,).
     """
-    kept = n >= max(min_cell_size, 1)
-    nk = np.where(kept, n, 0).astype(np.float64)
-    n_c = nk.sum(axis=1)
-    valid = n_c > 0
-    w = np.divide(nk, n_c[:, None], out=np.zeros(nk.shape), where=valid[:, None])
-    a = cell_accuracy(n, k)
+    nk, n_c, valid, w, a = _kept_cells(n, k, min_cell_size)
     m = (w * a).sum(axis=-1)
     var = np.maximum((w * (a - m[..., None]) ** 2).sum(axis=-1), 0.0)
     v_cell = np.divide(a * (1.0 - a), nk - 1.0, out=np.zeros(a.shape), where=nk >= 2)
@@ -248,12 +254,7 @@ def signed_root_statistic(n: np.ndarray, k: np.ndarray, min_cell_size: int = 1) 
     `debiased_terms`, rearranged into a few products because the inversion evaluates it on
     hundreds of thousands of simulated tables.
     """
-    kept = n >= max(min_cell_size, 1)
-    nk = np.where(kept, n, 0).astype(np.float64)
-    n_c = nk.sum(axis=1)
-    valid = n_c > 0
-    w = np.divide(nk, n_c[:, None], out=np.zeros(nk.shape), where=valid[:, None])
-    a = cell_accuracy(n, k)
+    nk, n_c, valid, w, a = _kept_cells(n, k, min_cell_size)
     m = np.einsum("...cg,cg->...c", a, w)
     # sum_g w (a - m)^2 = sum_g w a^2 - m^2; noise of a cell with n >= 2: w (1 - w) a (1 - a) / (n - 1)
     q = np.divide(w * (1.0 - w), nk - 1.0, out=np.zeros(nk.shape), where=nk >= 2)

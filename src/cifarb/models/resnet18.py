@@ -8,28 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarb.models import resnet_cifar
+from cifarb.models.resnet_cifar import make_stage
+
 __all__ = ["CifarResNet18", "resnet18"]
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(resnet_cifar.BasicBlock):
     """Two 3x3 conv-BN layers; a 1x1 conv-BN projection shortcut when the shape changes ("option B")."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
+    def make_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+            return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+        return nn.Sequential()
 
 
 class CifarResNet18(nn.Module):
@@ -47,11 +38,8 @@ class CifarResNet18(nn.Module):
         self.linear = nn.Linear(512, num_classes)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (blocks - 1):
-            layers.append(BasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
+        stage, self.in_planes = make_stage(BasicBlock, self.in_planes, planes, blocks, stride)
+        return stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

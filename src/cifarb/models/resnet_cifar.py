@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,6 +24,17 @@ class _ShortcutA(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
 
 
+def make_stage(block: Callable[[int, int, int], nn.Module], in_planes: int, planes: int, blocks: int,
+               stride: int) -> tuple[nn.Sequential, int]:
+    """(`blocks` residual blocks, the first with `stride`; the planes they end with): the usual
+    `_make_layer`, whose module tree (layerN.M.*) the published checkpoints' keys follow."""
+    layers = []
+    for s in [stride] + [1] * (blocks - 1):
+        layers.append(block(in_planes, planes, s))
+        in_planes = planes
+    return nn.Sequential(*layers), in_planes
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity (or option-A) shortcut."""
 
@@ -34,10 +46,13 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = self.make_shortcut(in_planes, planes, stride)
+
+    def make_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
         # The published checkpoints have no shortcut parameters, so the shortcut must stay parameter-free.
-        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = _ShortcutA((planes - in_planes) // 2)
+            return _ShortcutA((planes - in_planes) // 2)
+        return nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -62,11 +77,8 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (blocks - 1):
-            layers.append(BasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
+        stage, self.in_planes = make_stage(BasicBlock, self.in_planes, planes, blocks, stride)
+        return stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

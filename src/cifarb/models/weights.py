@@ -75,3 +75,23 @@ def find_weights(name: str) -> tuple[Path, str]:
         f"{default_weight_path(name)} (or in a folder listed in $CIFARB_MODELS); "
         f"`cifarb data where {name}` prints the path, checksum and URL"
     )
+
+
+def where_text(card: ModelCard) -> str:
+    """What `cifarb data where NAME` prints for zoo weights: the path, checksum and URL line, then the manual steps."""
+    path = default_weight_path(card.name)
+    lines = [
+        f"{path} - sha256:{card.sha256} {card.url}",
+        f"# {card.name}: manual steps",
+        f"#   1. download {card.url}",
+        f"#   2. put it at {path} (or in a folder listed in $CIFARB_MODELS)",
+        f"#   3. cifarb data verify {card.name}",
+    ]
+    if card.sha256_is_prefix:
+        lines.append(f"# note: only the first {len(card.sha256)} hex digits of its sha256 are published "
+                     f"({card.sha256}); the file is checked by prefix, as torch.hub's check_hash does")
+    if card.bundled:
+        lines.append(f"# note: {card.name} is bundled with cifarb ({bundled_path(card)}); it works offline "
+                     "without this download")
+    lines.append(f"# licence: {card.license}")
+    return "\n".join(lines) + "\n"

@@ -448,10 +448,6 @@ def _pp(v: float | None) -> str:
 
 
 def _progress(items: Sequence[Any], progress: bool, desc: str) -> Iterable[Any]:
-    import sys
+    from cifarb._progress import progress_bar
 
-    from tqdm.auto import tqdm
-
-    from cifarb._progress import show_progress
-
-    return tqdm(items, desc=desc, file=sys.stderr, disable=not show_progress(progress), leave=False)
+    return progress_bar(len(items), desc, progress=progress, iterable=items)

@@ -18,6 +18,7 @@ import numpy as np
 from cifarb.errors import CifarbError, UsageError
 from cifarb.metrics import catalog
 from cifarb.report.load import Problem, Run, eval_kind, load_run
+from cifarb.runs.rundir import RunDir
 
 # Compared metrics in display order, which are lower-is-better, and the verdict's discrepancy measure
 # best first (the debiased MacroStd once the engine has it): all declared in metrics/catalog.toml.
@@ -101,7 +102,7 @@ def is_predictions_file(path: Path | str) -> bool:
 
 
 def _pick_dataset(runs: list[Run], dataset: str | None) -> str:
-    names = [{p.stem for p in (r.path / "predictions").glob("*.parquet")} for r in runs]
+    names = [{p.stem for p in RunDir(r.path).predictions_dir.glob("*.parquet")} for r in runs]
     common = set.intersection(*names)
     if dataset is None:
         dataset = runs[0].eval_names["b"]
@@ -118,7 +119,7 @@ def _pick_dataset(runs: list[Run], dataset: str | None) -> str:
 def _read_parquet(run: Run, dataset: str) -> Any:
     import pandas as pd
 
-    path = run.path / "predictions" / f"{dataset}.parquet"
+    path = RunDir(run.path).predictions_path(dataset)
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
@@ -166,7 +167,7 @@ def _subgroup_ids(values: np.ndarray, names: list[str], path: Path) -> np.ndarra
 
 
 def _run_side(run: Run, dataset: str, corruption: str | None, severity: int | None) -> tuple[_Side, str]:
-    path = run.path / "predictions" / f"{dataset}.parquet"
+    path = RunDir(run.path).predictions_path(dataset)
     frame, selection = _select(_read_parquet(run, dataset), path, corruption, severity)
     if frame["index"].duplicated().any():
         raise CifarbError(f"{path} repeats test indices; re-evaluate the run")
@@ -188,8 +189,8 @@ def _run_side(run: Run, dataset: str, corruption: str | None, severity: int | No
 
 
 def _file_side(path: Path, dataset: str) -> _Side:
-    from cifarb.commands.metrics import read_predictions
     from cifarb.data.cifar_b import load_cifar_b
+    from cifarb.data.predictions import read_predictions
 
     bundle = load_cifar_b(dataset)
     index, pred = read_predictions(path, bundle.class_names)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifarb.data.names import parse_eval_name
 from cifarb.errors import CifarbError
 from cifarb.metrics import catalog
+from cifarb.runs.rundir import RunDir
 
 # Result keys every report reads; checked even when jsonschema (the test extra) is not installed.
 _REQUIRED = ("dataset", "n_images", "n_official", "data_verified", "accuracy", "macro_std", "macro_std_null",
@@ -20,13 +22,8 @@ _FRACTIONS = catalog.keys(required=True, format="percent")
 
 def eval_kind(name: str) -> str | None:
     """"b", "c" or "10.1" for an evaluation name (`cifar10-b`, `cifar10-c-local`, `cifar10.1`, ...)."""
-    if name in ("cifar10-b", "cifar100-b"):
-        return "b"
-    if name in ("cifar10-c", "cifar100-c", "cifar10-c-local", "cifar100-c-local"):
-        return "c"
-    if name == "cifar10.1":
-        return "10.1"
-    return None
+    parsed = parse_eval_name(name)
+    return None if parsed is None else parsed.kind
 
 
 @dataclass
@@ -71,15 +68,17 @@ class LoadedRuns:
     notes: list[str] = field(default_factory=list)
 
 
-def check_result(result: Any, expected_dataset: str | None = None, schema: bool = True) -> str | None:
-    """None if `result` is a usable result JSON, else what is wrong with it.
+def check_result(result: Any, expected_dataset: str | None = None, schema: bool = True,
+                 required: Sequence[str] = _REQUIRED) -> str | None:
+    """None if `result` is a usable result JSON, else what is wrong with it: the one check behind reports
+    and the study's "is this evaluation done" test.
 
-    Always checks the keys and value ranges reports rely on; with `schema` also validates against the
-    shipped JSON Schema (when jsonschema is installed).
+    Always checks the `required` keys (default: those reports read) and the value ranges; with `schema`
+    also validates against the shipped JSON Schema (when jsonschema is installed).
     """
     if not isinstance(result, dict):
         return "not a JSON object"
-    missing = [k for k in _REQUIRED if k not in result]
+    missing = [k for k in required if k not in result]
     if missing:
         return f"lacks required keys {missing}"
     if expected_dataset is not None and result["dataset"] != expected_dataset:
@@ -92,7 +91,7 @@ def check_result(result: Any, expected_dataset: str | None = None, schema: bool 
     ex = result.get("macro_std_excess")
     if ex is not None and not (isinstance(ex, int | float) and -1.0 <= ex <= 1.0):
         return f"macro_std_excess = {ex!r} is outside [-1, 1]"
-    if kind == "b":
+    if kind == "b" and "cells" in result:  # always there unless `required` leaves it out
         cells = result["cells"]
         if not isinstance(cells, list) or not cells:
             return "has no cells"
@@ -115,6 +114,13 @@ def check_result(result: Any, expected_dataset: str | None = None, schema: bool 
     return None
 
 
+def read_result(path: Path, expected_dataset: str | None = None, *, schema: bool = True,
+                required: Sequence[str] = _REQUIRED) -> tuple[Any, str | None]:
+    """(the result JSON at `path`, None), or (whatever was read, what is wrong with it); see check_result."""
+    obj, err = _read_json(path)
+    return obj, err or check_result(obj, expected_dataset, schema=schema, required=required)
+
+
 def _read_json(path: Path) -> tuple[Any, str | None]:
     try:
         return json.loads(path.read_text(encoding="utf-8")), None
@@ -133,7 +139,7 @@ def _expected_epochs(manifest: Mapping[str, Any]) -> int | None:
 
 def _epochs_done(path: Path) -> int:
     done = 0
-    metrics = path / "metrics.jsonl"
+    metrics = RunDir(path).metrics_path
     if not metrics.is_file():
         return 0
     for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -152,12 +158,13 @@ def load_run(path: Path | str, schema: bool = True) -> Run | Problem:
     if not path.is_dir():
         return Problem(path, "not a directory" if path.exists() else "does not exist")
     manifest: dict[str, Any] | None = None
-    if (path / "manifest.json").exists():
-        obj, err = _read_json(path / "manifest.json")
+    run = RunDir(path)
+    if run.manifest_path.exists():
+        obj, err = _read_json(run.manifest_path)
         if err or not isinstance(obj, dict):
             return Problem(path, f"corrupt manifest.json ({err or 'not a JSON object'}); rerun the cell")
         manifest = obj
-    eval_files = sorted((path / "eval").glob("*.json")) if (path / "eval").is_dir() else []
+    eval_files = sorted(run.eval_dir.glob("*.json")) if run.eval_dir.is_dir() else []
     if manifest is None and not eval_files:
         return Problem(path, "not a run directory (no manifest.json, no eval/*.json)")
     if manifest is not None and manifest.get("kind", "train") == "train":
@@ -177,13 +184,12 @@ def load_run(path: Path | str, schema: bool = True) -> Run | Problem:
         if kind is None:
             notes.append(f"ignored eval/{f.name} (not a dataset the report knows)")
             continue
-        obj, err = _read_json(f)
-        err = err or check_result(obj, f.stem, schema=schema)
+        obj, err = read_result(f, f.stem, schema=schema)
         if err:
             bad.append(f"eval/{f.name}: {err}")
             continue
         if kind in results:  # an official set and a generated (-local) one: the official one wins
-            local, official = (f.stem, names[kind]) if f.stem.endswith("-local") else (names[kind], f.stem)
+            local, official = (f.stem, names[kind]) if parse_eval_name(f.stem).local else (names[kind], f.stem)
             notes.append(f"ignored eval/{local}.json: the official {official} result is present")
             if f.stem == local:
                 continue
@@ -212,7 +218,7 @@ def expand_paths(paths: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
     out: list[Path] = []
     notes: list[str] = []
     for p in map(Path, paths):
-        is_run = (p / "manifest.json").exists() or (p / "eval").is_dir()
+        is_run = RunDir(p).exists() or RunDir(p).eval_dir.is_dir()
         # `report runs/study/*` also names the study's _logs/, _submitit/, _study.json and report files
         if not is_run and p.name.startswith(("_", ".")) and p.exists():
             notes.append(f"{p}: ignored (a study's own {'folder' if p.is_dir() else 'file'}, not a run)")

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cifarb.data.names import parse_eval_name
 from cifarb.metrics import catalog
 from cifarb.report.load import Run
 
@@ -219,7 +220,7 @@ def summary_table(groups: Sequence[Group]) -> Table:
 
 def _local_note(runs: Sequence[Run]) -> str:
     names = {r.eval_names.get("c") for r in runs if "c" in r.results}
-    if any(n and n.endswith("-local") for n in names):
+    if any(n and (parsed := parse_eval_name(n)) is not None and parsed.local for n in names):
         return " (generated locally with `cifarb data make-c`: not the official CIFAR-C files)."
     return "."
 

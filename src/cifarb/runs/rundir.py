@@ -115,11 +115,19 @@ class RunDir:
     def checkpoint_path(self, name: str = "last.pt") -> Path:
         return self.checkpoints_dir / name
 
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.path / "predictions"
+
     def eval_path(self, dataset: str) -> Path:
-        return self.path / "eval" / f"{dataset}.json"
+        return self.eval_dir / f"{dataset}.json"
 
     def predictions_path(self, dataset: str) -> Path:
-        return self.path / "predictions" / f"{dataset}.parquet"
+        return self.predictions_dir / f"{dataset}.parquet"
 
     # --- lifecycle ---------------------------------------------------------------------------
     def check_can_start(self, resume: bool) -> None:
@@ -131,7 +139,7 @@ class RunDir:
         p = self.path
         if p.exists() and not p.is_dir():
             raise UsageError(f"--out {p} is a file, not a directory; choose a directory path")
-        non_empty = p.is_dir() and any(p.iterdir())
+        non_empty = not self.is_free()
         if resume:
             if not self.manifest_path.exists():
                 raise UsageError(
@@ -187,7 +195,7 @@ class RunDir:
             for p in parent.glob(f"{self._staging_prefix()}*"):
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
-        for folder in (self.path, self.checkpoints_dir, self.path / "eval", self.path / "predictions"):
+        for folder in (self.path, self.checkpoints_dir, self.eval_dir, self.predictions_dir):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):  # atomic_path's temp names
                     with contextlib.suppress(OSError):
@@ -197,6 +205,10 @@ class RunDir:
 
     def exists(self) -> bool:
         return self.manifest_path.exists()
+
+    def is_free(self) -> bool:
+        """True for an absent or empty directory: a new run may start there without --resume."""
+        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
 
     # --- manifest ----------------------------------------------------------------------------
     def write_manifest(self, manifest: dict[str, Any]) -> Path:
@@ -266,7 +278,7 @@ class RunDir:
         return _read_json(self.eval_path(dataset))
 
     def eval_datasets(self) -> list[str]:
-        d = self.path / "eval"
+        d = self.eval_dir
         return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
     def write_predictions(self, dataset: str, frame: Any) -> Path:

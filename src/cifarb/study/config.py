@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cifarb.data.names import TRAIN_DATASETS
 from cifarb.errors import CifarbError, did_you_mean
 
-TRAIN_DATASETS = ("cifar10", "cifar100")
 # Settings a cell carries; each may be given in [study] (all cells) or in an [[override]].
 CELL_KEYS = {
     "epochs": int,

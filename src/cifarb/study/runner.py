@@ -16,7 +16,6 @@ the next study run resumes those cells. Slurm jobs outlive the driver by design.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 from cifarb.errors import CifarbError, UsageError
 from cifarb.runs.lock import FolderLock, holder_pid
+from cifarb.runs.rundir import RunDir
 from cifarb.study.config import Cell, StudyConfig
 
 # Keys a result JSON must have for an evaluation to count as finished.
@@ -119,28 +119,21 @@ def applicable_evals(cell: Cell) -> tuple[list[EvalStep], list[str]]:
 
 # --- state of a run directory ---------------------------------------------------------------------
 def check_result_file(path: Path, accepted: Sequence[str]) -> str | None:
-    """None if `path` is a usable result JSON for one of the `accepted` dataset names, else the reason."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"unreadable ({exc.__class__.__name__})"
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    lacking = [k for k in _RESULT_KEYS if k not in obj]
-    if lacking:
-        return f"lacks {lacking}"
-    if obj["dataset"] not in accepted:
+    """None if `path` is a usable result JSON for one of the `accepted` dataset names, else the reason
+    (report.load's check of the keys a study needs; the schema is the report's business)."""
+    from cifarb.report.load import read_result
+
+    obj, err = read_result(path, schema=False, required=_RESULT_KEYS)
+    if err is None and obj["dataset"] not in accepted:
         return f"dataset is {obj['dataset']!r}, expected one of {list(accepted)}"
-    acc = obj["accuracy"]
-    if not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
-        return f"accuracy {acc!r} is not a fraction"
-    return None
+    if err is None and not isinstance(obj["accuracy"], int | float):
+        return f"accuracy {obj['accuracy']!r} is not a fraction"
+    return err
 
 
 def eval_done(rundir: Path, step: EvalStep) -> bool:
-    return any(check_result_file(rundir / "eval" / f"{stem}.json", step.accepted) is None for stem in step.accepted)
+    run = RunDir(rundir)
+    return any(check_result_file(run.eval_path(stem), step.accepted) is None for stem in step.accepted)
 
 
 def plan_cell(cell: Cell, out: Path) -> CellPlan:
@@ -153,9 +146,9 @@ def plan_cell(cell: Cell, out: Path) -> CellPlan:
     trained = evals[0] not in missing
     if trained:
         state = "evaluate"
-    elif (rundir / "manifest.json").is_file():
+    elif RunDir(rundir).manifest_path.is_file():
         state = "resume"
-    elif not rundir.exists() or (rundir.is_dir() and not any(rundir.iterdir())):
+    elif RunDir(rundir).is_free():
         state = "new"
     else:
         problem = (
@@ -468,7 +461,6 @@ def run_study(
 
 
 def _bar(total: int, progress: bool) -> Any:
-    from tqdm.auto import tqdm
+    from cifarb._progress import progress_bar
 
-    return tqdm(total=total, desc="study cells", unit="cell", file=sys.stderr,
-                disable=not progress or not sys.stderr.isatty())
+    return progress_bar(total, "study cells", unit="cell", progress=progress, leave=True)

@@ -56,23 +56,12 @@ def init(device: torch.device) -> DistInfo:
 
 def device_for(requested: str, info: DistInfo) -> torch.device:
     """The training device: `auto` is cuda (this process's local GPU under torchrun) when present, else cpu."""
-    req = (requested or "auto").strip().lower()
-    if req == "auto":
-        req = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(req)
-    except RuntimeError:
-        raise UsageError(f"--device {requested!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {requested}: CUDA is not available here; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {requested}: only {torch.cuda.device_count()} GPU(s) present")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {requested!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
+    from cifarb._device import resolve_device
+
+    def local_gpu() -> int:
+        return info.local_rank if info.enabled else torch.cuda.current_device()
+
+    return resolve_device(requested, supported=("cpu", "cuda"), default_index=local_gpu)
 
 
 def barrier(info: DistInfo) -> None:

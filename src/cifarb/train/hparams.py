@@ -77,6 +77,14 @@ _CHENYAOFO = Recipe(
     "cosine to 0 over 200 epochs",
 )
 
+# both torchvision ImageNet ResNets are fine-tuned the same way
+_IMAGENET_FINETUNE = Recipe(
+    lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=15, schedule="cosine",
+    warmup=0.05, warmup_start=0.1,
+    source="fine-tuning torchvision ImageNet weights on CIFAR at 224 px: SGD 0.01, momentum 0.9, "
+    "wd 5e-4, cosine",
+)
+
 RECIPES: dict[str, Recipe] = {
     "resnet20": _RESNET_CIFAR,
     "resnet32": _RESNET_CIFAR,
@@ -106,18 +114,8 @@ RECIPES: dict[str, Recipe] = {
         source="airbench94 (Jordan 2024): SGD-nesterov momentum 0.85, label smoothing 0.2, triangular "
         "one-cycle 0.2 -> 1 at 23 % -> 0.07, BN biases at 64x lr, whitening init of the stem",
     ),
-    "resnet18_imagenet": Recipe(
-        lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=15, schedule="cosine",
-        warmup=0.05, warmup_start=0.1,
-        source="fine-tuning torchvision ImageNet weights on CIFAR at 224 px: SGD 0.01, momentum 0.9, "
-        "wd 5e-4, cosine",
-    ),
-    "resnet50_imagenet": Recipe(
-        lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=15, schedule="cosine",
-        warmup=0.05, warmup_start=0.1,
-        source="fine-tuning torchvision ImageNet weights on CIFAR at 224 px: SGD 0.01, momentum 0.9, "
-        "wd 5e-4, cosine",
-    ),
+    "resnet18_imagenet": _IMAGENET_FINETUNE,
+    "resnet50_imagenet": _IMAGENET_FINETUNE,
     **dict.fromkeys((
         "resnet20_b", "resnet32_b", "resnet44_b", "resnet56_b", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
         "mobilenetv2_x0_5", "mobilenetv2_x0_75", "mobilenetv2_x1_0", "mobilenetv2_x1_4", "shufflenetv2_x0_5",

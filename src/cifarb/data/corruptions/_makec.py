@@ -256,14 +256,11 @@ def _write_arrays(
     batch_size: int,
     progress: bool,
 ) -> dict[str, str]:
-    from tqdm import tqdm
+    from cifarb._progress import progress_bar
 
     n = images.shape[0]
     digests: dict[str, str] = {}
-    bar = tqdm(
-        total=len(names) * len(sevs) * n, unit="img", file=sys.stderr,
-        disable=not progress or not sys.stderr.isatty(), desc="make-c",
-    )
+    bar = progress_bar(len(names) * len(sevs) * n, "make-c", unit="img", progress=progress, leave=True)
     with bar:
         for name in names:
             bar.set_description(name)

@@ -1,4 +1,8 @@
-"""The offline demo: bundled real CIFAR-10 sample + bundled ResNet20 -> subgroup table and a self-contained HTML report."""
+"""The offline demo (`cifarb demo`): bundled CIFAR-10 sample + bundled ResNet20 -> subgroup table and HTML report.
+
+It sits beside `cifarb.api` at the top of the layers: it runs an evaluation, scores it beside the reference
+models (`reference`) and renders with `report`.
+"""
 
 from __future__ import annotations
 
