@@ -1,15 +1,18 @@
 """Time-to-accuracy on the real slice: fastnet + standard on 5,085 training images, tested on 1,017 images.
 
     python bench/time_to_accuracy.py [--epochs 3,10,16] [--root ../shared/data] [--reference]
-    python bench/time_to_accuracy.py --seeds 0,1,2 --epochs 25 --hparam tta=flip [--hparam ema_decay=0.95 ...]
+    python bench/time_to_accuracy.py --seeds 0,1,2 --epochs 25 --hparam tta=flip+translate \
+        --hparam tta_each_epoch=false [--hparam ema_decay=0.95 ...]
 
 With --seeds, each seed is one complete `cifarb train` run with the final evaluation on CIFAR10-B, and
 the table has one row per seed, `| seed N | acc % | s |`, and `| mean of 3 seeds | NN.N % | SSS s |`:
 accuracy is the final eval exactly as `cifarb train` reports it (eval/cifar10-b.json, with the recipe's
 test-time augmentation), and the seconds are the run's epochs (training + per-epoch test pass,
-`elapsed_s`) plus the final evaluation, TTA included; not process start-up or data loading. For runs
-with an EMA, the same run's raw and averaged weights are also scored with and without flip TTA, so
-each lever's share is visible without more training.
+`elapsed_s`) plus the final evaluation, TTA included; not process start-up or data loading. The same
+run's saved weights (raw, and averaged when the recipe has an EMA) are also scored at every TTA level,
+so each lever's share is visible without more training. The recipe line lists every lever's value and
+the run's cost in image passes (a backward pass counted as two forwards), so two recipes' per-epoch
+cost can be compared without timing them on the same idle machine.
 
 Each --epochs value is one `cifarb train` run (the LR schedule rescales to it); every epoch line gives
 test accuracy on the 1,017 real test images against cumulative wall time (training plus the per-epoch
@@ -23,6 +26,7 @@ the other work; the process CPU time of each run is printed as well.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -69,16 +73,17 @@ def seeded_run(seed: int, epochs: int, root: Path, tmp: Path, aug: str, arch: st
         engine.final_eval = real_final_eval
     assert result.eval_result is not None
     train_s = result.history[-1]["elapsed_s"]
-    return {"seed": seed, "accuracy": result.eval_result["accuracy"], "train_s": train_s,
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"seed": seed, "accuracy": result.eval_result["accuracy"], "train_s": train_s, "manifest": manifest,
             "eval_s": timed["eval_s"], "seconds": train_s + timed["eval_s"], "history": result.history,
             "ablation": ablation(out, root)}
 
 
 def ablation(out: Path, root: Path) -> dict[str, float]:
-    """Accuracy of the run's saved weights (raw, and the EMA when there is one) with and without flip TTA."""
+    """Accuracy of the run's saved weights (raw, and the EMA when there is one) at every TTA level."""
     from cifarb.data.readers import load_cifar
     from cifarb.eval import predict
-    from cifarb.eval.tta import with_tta
+    from cifarb.eval.tta import TTA_MODES, with_tta
     from cifarb.models import build_model
 
     ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
@@ -90,11 +95,23 @@ def ablation(out: Path, root: Path) -> dict[str, float]:
     for name, state in weights.items():
         net = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt.get("arch_options", {}))
         net.load_state_dict(state)
-        for tta in ("none", "flip"):
+        for tta in TTA_MODES:
             pred, _ = predict(with_tta(net, tta), test.images, ckpt["mean"], ckpt["std"], batch_size=500,
                               device="cpu", return_logits=False)
             scores[f"{name}, tta {tta}"] = float((pred == test.labels).mean())
     return scores
+
+
+TTA_VIEWS = {"none": 1, "flip": 2, "flip+translate": 6}
+LEVERS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "data_init", "tta", "tta_each_epoch",
+          "ema_decay", "ema_start")
+
+
+def image_passes(hparams: dict, steps_per_epoch: int, n_test: int) -> tuple[int, int]:
+    """(per epoch, final evaluation) cost in image forward passes, a training image counting 3 (forward + backward)."""
+    views = TTA_VIEWS[hparams["tta"]]
+    per_epoch = 3 * steps_per_epoch * hparams["batch_size"] + n_test * (views if hparams["tta_each_epoch"] else 1)
+    return per_epoch, n_test * views
 
 
 def reference(epochs: int, root: Path, batch: int = 128, lr: float = 0.2) -> list[dict]:
@@ -223,7 +240,14 @@ def seeds_table(args: argparse.Namespace) -> None:
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     overrides = ", ".join(f"{k}={v}" for k, v in hparams.items()) or "none"
-    print(f"\n{args.arch} + {args.aug}, {epochs} epochs, recipe overrides: {overrides}\n")
+    recipe = rows[0]["manifest"]["hparams"]
+    steps = rows[0]["manifest"]["runtime"]["steps_per_epoch"]
+    n_test = rows[0]["manifest"]["data"]["test"]["n_images"]
+    per_epoch, final = image_passes(recipe, steps, n_test)
+    print(f"\n{args.arch} + {args.aug}, {epochs} epochs, recipe overrides: {overrides}")
+    print("recipe: " + ", ".join(f"{k}={recipe[k]}" for k in LEVERS))
+    print(f"cost in image passes (backward = 2 forwards): {steps} steps x {recipe['batch_size']} + {n_test} test "
+          f"images -> {per_epoch} an epoch, {final} for the final evaluation, {epochs * per_epoch + final} in all\n")
     print("| run | accuracy | wall time |\n|---|---|---|")
     for r in rows:
         print(f"| seed {r['seed']} | {100 * r['accuracy']:.1f} % | {r['seconds']:.0f} s |")

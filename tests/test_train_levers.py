@@ -40,6 +40,29 @@ def test_flip_tta_is_the_mean_of_both_views():
         with_tta(net, "rotate")
 
 
+def test_flip_translate_tta_is_the_weighted_mean_of_six_hand_made_views():
+    from cifarb.eval.tta import TTA_MODES
+    from cifarb.train.hparams import TTA_MODES as RECIPE_TTA_MODES
+
+    assert RECIPE_TTA_MODES == TTA_MODES
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 5)).eval()
+    x = torch.randn(6, 3, 32, 32)
+    # one-pixel shifts with reflected borders, built row by row: down-right repeats row/column 1 on top/left,
+    # up-left repeats row/column 30 at the bottom/right
+    down = torch.cat([x[:, :, 1:2], x[:, :, :31]], dim=2)
+    down_right = torch.cat([down[:, :, :, 1:2], down[:, :, :, :31]], dim=3)
+    up = torch.cat([x[:, :, 1:], x[:, :, 30:31]], dim=2)
+    up_left = torch.cat([up[:, :, :, 1:], up[:, :, :, 30:31]], dim=3)
+    with torch.no_grad():
+        def pair(v):
+            return net(v) + net(torch.flip(v, dims=[3]))
+
+        expected = pair(x) / 4 + pair(down_right) / 8 + pair(up_left) / 8
+        got = with_tta(net, "flip+translate")(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_weight_ema_matches_the_closed_form():
     model = torch.nn.Linear(2, 1, bias=False)
     ema = WeightEMA(model, decay=0.5, start_step=1)
@@ -57,7 +80,7 @@ def test_weight_ema_matches_the_closed_form():
 
 
 @pytest.mark.parametrize("field,value,match", [("tta", "rotate", "tta"), ("ema_decay", 1.0, "ema_decay"),
-                                               ("ema_start", 1.0, "ema_start")])
+                                               ("ema_start", 1.0, "ema_start"), ("tta_each_epoch", 1, "tta_each_epoch")])
 def test_recipe_rejects_bad_lever_values(field, value, match):
     with pytest.raises(CifarbError, match=match):
         resolve_recipe("fastnet", {field: value})
@@ -146,3 +169,36 @@ def test_ema_run_resumes_bit_for_bit(root, tmp_path, monkeypatch):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), (key, name)
     np.testing.assert_equal([r["test_accuracy"] for r in a["history"]], [r["test_accuracy"] for r in b["history"]])
+
+
+def test_tta_for_the_final_eval_only_leaves_the_epoch_test_pass_plain(root, tmp_path):
+    from cifarb.data.readers import load_cifar
+    from cifarb.models import build_model
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(dataset="cifar10", arch="fastnet", aug="standard", epochs=1, batch_size=16, root=str(root),
+                      trust_local=True, out=str(out), progress=False, eval_bootstrap=0,
+                      hparams={"tta": "flip+translate", "tta_each_epoch": False})
+    result = run(cfg)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["hparams"]["tta"] == "flip+translate" and manifest["hparams"]["tta_each_epoch"] is False
+    net = build_model("fastnet", num_classes=10)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    test = load_cifar("cifar10", "test", root=root, trust_local=True)
+    mean, std = manifest["normalization"]["mean"], manifest["normalization"]["std"]
+    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    labels = torch.from_numpy(test.labels)
+    with torch.no_grad():
+        logits, tta_logits = net(x), with_tta(net, "flip+translate")(x)
+    plain = float((logits.argmax(1) == labels).float().mean())
+    tta = float((tta_logits.argmax(1) == labels).float().mean())
+    # the loss tells the two passes apart even where the accuracies coincide on 24 images
+    plain_loss, tta_loss = (float(torch.nn.functional.cross_entropy(v, labels)) for v in (logits, tta_logits))
+    assert abs(plain_loss - tta_loss) > 1e-4
+    assert result.history[-1]["test_loss"] == pytest.approx(plain_loss, rel=1e-5)
+    assert result.history[-1]["test_accuracy"] == pytest.approx(plain)
+    final = json.loads((out / "eval" / "cifar10-b.json").read_text())
+    assert final["settings"]["tta"] == "flip+translate" and final["accuracy"] == pytest.approx(tta)

@@ -66,9 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cifar10-1-version", choices=("v6", "v4"), default="v6",
                         help="CIFAR-10.1 version (default v6)")
     parser.add_argument("--save-logits", action="store_true", help="also store logits in the predictions file")
-    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+    parser.add_argument("--tta", choices=("none", "flip", "flip+translate"), default="none",
                         help="test-time augmentation: flip = mean logits of each image and its mirror image "
-                        "(2x the forward cost; recorded as settings.tta; default none)")
+                        "(2x the forward cost); flip+translate = flip, plus flip of the image shifted one "
+                        "pixel each way (6x); recorded as settings.tta; default none")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from cifarb.commands._common import add_threads_arg
 

@@ -343,6 +343,7 @@ class Trainer:
 
             self.ema = WeightEMA(self.model, r.ema_decay, start_step=int(round(r.ema_start * self.schedule.total)))
         self.tta = r.tta
+        self.tta_each_epoch = r.tta_each_epoch
         self.amp_dtype = self.path.amp_dtype
         self.scaler = self.path.grad_scaler()
         self.test_images = data.test_images.to(self.device)
@@ -413,11 +414,11 @@ class Trainer:
     @torch.no_grad()
     def test_epoch(self, batch_size: int = 500) -> dict[str, float]:
         """Plain cross-entropy and accuracy on the test split (sharded over ranks, summed), with the
-        recipe's test-time augmentation and EMA weights."""
+        recipe's EMA weights and its test-time augmentation unless that is for the final eval only."""
         from cifarb.eval.tta import with_tta
 
         self.model.eval()
-        model = with_tta(self.eval_model(), self.tta)
+        model = with_tta(self.eval_model(), self.tta if self.tta_each_epoch else "none")
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for images, labels in eval_batches(self.test_images, self.test_labels, batch_size, self.info.rank, self.info.world):
             x = normalize(images, self.mean_t, self.std_t, self.channels_last)

@@ -13,7 +13,7 @@ from typing import Any
 from cifarb.errors import CifarbError
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
-TTA_MODES = ("none", "flip")  # the same as cifarb.eval.tta.TTA_MODES (kept torch-free here)
+TTA_MODES = ("none", "flip", "flip+translate")  # the same as cifarb.eval.tta.TTA_MODES (kept torch-free here)
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -45,9 +45,12 @@ class Recipe:
     norm_bias_lr_scale: float = 1.0
     # call the model's data-dependent init (fastnet's init_whitening) on the first training images
     data_init: bool = False
-    # test-time augmentation of the per-epoch test pass and the final evaluation: "none" or "flip"
-    # (mean logits of the image and its mirror image; its cost is part of the epoch's time)
+    # test-time augmentation of the final evaluation: "none", "flip" (mean logits of the image and its
+    # mirror image) or "flip+translate" (6 views; see cifarb.eval.tta); its cost is part of the run's time
     tta: str = "none"
+    # apply `tta` to the per-epoch test pass as well (its cost is then part of every epoch's time); off,
+    # the per-epoch test accuracy is the plain one and only the final evaluation pays for the views
+    tta_each_epoch: bool = True
     # exponential moving average of the weights (0: off), evaluated and saved instead of the raw weights;
     # it starts at `ema_start` (a fraction of the run), before which it copies the weights
     ema_decay: float = 0.0
@@ -204,7 +207,7 @@ def validate_recipe(r: Recipe, where: str = "hparams") -> None:
         raise bad("ema_decay", "must be 0 (off) or in (0, 1), e.g. 0.99")
     if not 0 <= number("ema_start") < 1:
         raise bad("ema_start", "must be a fraction of the run in [0, 1)")
-    for name in ("nesterov", "decay_norm_and_bias", "data_init"):
+    for name in ("nesterov", "decay_norm_and_bias", "data_init", "tta_each_epoch"):
         if not isinstance(getattr(r, name), bool):
             raise bad(name, "must be true or false")
 
