@@ -102,3 +102,13 @@ def add_threads_arg(parser: argparse.ArgumentParser, what: str = "this command")
         "cores, where more threads fight other jobs for the cores, else one per core); recorded in the "
         "manifest, and may change on --resume",
     )
+
+
+def add_tracker_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--log TRACKERS`: the experiment trackers `train/trackers.py` mirrors a run's `what` to."""
+    parser.add_argument(
+        "--log", metavar="TRACKERS",
+        help=f"mirror metrics.jsonl and {what} to tensorboard, mlflow and/or wandb (comma-separated; "
+        "optional extras, written locally: RUNDIR/tensorboard, RUNDIR/mlruns or $MLFLOW_TRACKING_URI, "
+        "wandb offline in RUNDIR/wandb; may change on --resume)",
+    )

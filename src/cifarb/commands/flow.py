@@ -61,13 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are also off when stderr is not a terminal)")
-    from cifarb.commands._common import add_threads_arg
+    from cifarb.commands._common import add_threads_arg, add_tracker_arg
 
     add_threads_arg(p, "flow training (torch intra-op threads)")
-    p.add_argument("--log", metavar="TRACKERS",
-                   help="mirror metrics.jsonl and the final bits/dim to tensorboard, mlflow and/or wandb "
-                   "(comma-separated; optional extras, written locally: RUNDIR/tensorboard, RUNDIR/mlruns "
-                   "or $MLFLOW_TRACKING_URI, wandb offline in RUNDIR/wandb; may change on --resume)")
+    add_tracker_arg(p, "the final bits/dim")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("sample", help="draw images from a flow into a PNG grid",

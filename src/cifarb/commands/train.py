@@ -130,13 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("--flowaug-tau", type=positive_float, metavar="T", help="latent temperature (default 1.0)")
     flow.add_argument("--flowaug-mode", choices=("online", "offline"), help="default online")
     flow.add_argument("--flowaug-swap", choices=("any", "class"), help="default any")
-    from cifarb.commands._common import add_threads_arg
+    from cifarb.commands._common import add_threads_arg, add_tracker_arg
 
     add_threads_arg(p, "training (torch intra-op threads)")
-    p.add_argument("--log", metavar="TRACKERS",
-                   help="mirror metrics.jsonl and the final result to tensorboard, mlflow and/or wandb "
-                   "(comma-separated; optional extras, written locally: RUNDIR/tensorboard, RUNDIR/mlruns "
-                   "or $MLFLOW_TRACKING_URI, wandb offline in RUNDIR/wandb)")
+    add_tracker_arg(p, "the final result")
     p.set_defaults(func=run)
 
 
