@@ -206,8 +206,9 @@ def summary_table(groups: Sequence[Group]) -> Table:
         "Values are percent, mean ± sample sd over seeds (no ± with one seed; (n=k) when only k runs have "
         "that evaluation).",
         "MacroStd 95% CI: the stratified-bootstrap CIs of the runs, bounds averaged over seeds (image "
-        "sampling noise); ± is the seed spread (training noise). Resampling adds noise to MacroStd, so "
-        "its bootstrap CI is biased upward and often lies above the estimate: read it as a spread.",
+        "sampling noise); ± is the seed spread (training noise). It is re-centred by the resamples' bias, "
+        "so it contains the estimate, and covers the plug-in's expectation at this composition, not the "
+        "true discrepancy: for that read debiased and its CI.",
         "excess = MacroStd − null, where null is MacroStd's noise floor: its expected value with no "
         "subgroup effect at all, given the cell sizes and class accuracies.",
         "debiased: MacroStd with each class's binomial noise removed (an estimate of the true MacroStd); "
