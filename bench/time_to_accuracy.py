@@ -86,7 +86,7 @@ def ablation(out: Path, root: Path) -> dict[str, float]:
     from cifarb.eval.tta import TTA_MODES, with_tta
     from cifarb.models import build_model
 
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     test = load_cifar("cifar10", "test", root=root, trust_local=True)
     weights = {"raw": ckpt.get("train_model", ckpt["model"])}
     if "train_model" in ckpt:

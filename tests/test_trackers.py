@@ -84,8 +84,16 @@ def test_wandb_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.Monkey
     t.close()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "wandb must run offline, under the run directory"
+    history, summary, config = _wandb_read(runs[0])
+    assert [(h.get("_step"), h["train_loss"]) for h in history if "train_loss" in h] == [(1, 2.0), (2, 1.0)]
+    assert summary["cifar10-b/accuracy"] == pytest.approx(RESULT["accuracy"])
+    assert config["arch"] in ("fastnet", {"value": "fastnet"})
+
+
+def _wandb_read(run_dir: Path) -> tuple[list[dict], dict, dict]:
+    """(history rows, summary, config) as an offline wandb run directory's .wandb file holds them."""
     history, summary, config = [], {}, {}
-    for r in _wandb_records(next(runs[0].glob("*.wandb"))):
+    for r in _wandb_records(next(run_dir.glob("*.wandb"))):
         kind = r.WhichOneof("record_type")
         if kind == "history":
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
@@ -93,9 +101,7 @@ def test_wandb_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.Monkey
             summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
         elif kind == "run":
             config.update({i.key: json.loads(i.value_json) for i in r.run.config.update if i.key})
-    assert [(h.get("_step"), h["train_loss"]) for h in history if "train_loss" in h] == [(1, 2.0), (2, 1.0)]
-    assert summary["cifar10-b/accuracy"] == pytest.approx(RESULT["accuracy"])
-    assert config["arch"] in ("fastnet", {"value": "fastnet"})
+    return history, summary, config
 
 
 def _wandb_records(path: Path):  # noqa: ANN202 - protobuf Records
@@ -215,13 +221,7 @@ def test_flow_train_mirrors_metrics_jsonl_and_the_final_bpd(tmp_path: Path, monk
 
     wandb_runs = list((out / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
-    history, summary = [], {}
-    for r in _wandb_records(next(wandb_runs[0].glob("*.wandb"))):
-        kind = r.WhichOneof("record_type")
-        if kind == "history":
-            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
-        elif kind == "summary":
-            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    history, summary, _ = _wandb_read(wandb_runs[0])
     assert [(h["_step"], h["test_bpd"]) for h in history if "test_bpd" in h] == \
         [(2, pytest.approx(epochs[1]["test_bpd"]))]  # wandb joined at the resume
     assert summary["final/best_test_bpd"] == pytest.approx(best)

@@ -207,13 +207,13 @@ def test_resume_across_compile_and_amp(root, tmp_path, monkeypatch, setting, fir
                       root=str(root), trust_local=True, out=str(out), eval=False, progress=False, lr=0.05,
                       hparams=dict(FIXED_LR), **{setting: first})
     _run_interrupted_after_epoch_1(cfg, monkeypatch)
-    before = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    before = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert before["epoch"] == 1
     # the flag now contradicts the saved run: allowed for compile and amp, and recorded
     result = run(TrainConfig(out=str(out), resume=True, progress=False, **{setting: then}))
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.history[1]["train_loss"] < result.history[0]["train_loss"]  # it goes on training
-    after = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    after = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert after["epoch"] == 2
     assert any(not torch.equal(before["model"][k], after["model"][k]) for k in after["model"])
     manifest = json.loads((out / "manifest.json").read_text())

@@ -100,12 +100,30 @@ def test_eval_tta_flag_records_and_applies_flip(root, tmp_path):
     # independent: mean logits of the image and its mirror, normalised by hand
     model = resolve_model("resnet20")
     test = load_cifar("cifar10", "test", root=root, trust_local=True)
-    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(model.mean).view(1, 3, 1, 1)) / torch.tensor(model.std).view(1, 3, 1, 1)
+    x = _normalised(test.images, model.mean, model.std)
     with torch.no_grad():
         logits = model.module.eval()(x) + model.module(x.flip(3))
     expected = float((logits.argmax(1).numpy() == test.labels).mean())
     assert tta["accuracy"] == pytest.approx(expected)
+
+
+def _normalised(images_nhwc, mean, std) -> torch.Tensor:
+    """uint8 NHWC test images as the model's normalised float NCHW input (written out, not cifarb's code)."""
+    x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def _saved_model_and_test(ckpt: dict, manifest: dict, root: Path):  # noqa: ANN202
+    """The run's saved ("model") fastnet weights in eval mode, its normalised test images, and the test set."""
+    from cifarb.data.readers import load_cifar
+    from cifarb.models import build_model
+
+    net = build_model("fastnet", num_classes=10)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    test = load_cifar("cifar10", "test", root=root, trust_local=True)
+    norm = manifest["normalization"]
+    return net, _normalised(test.images, norm["mean"], norm["std"]), test
 
 
 def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
@@ -115,24 +133,15 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
 
 
 def test_ema_and_tta_train_evaluate_and_save_the_averaged_weights(root, tmp_path):
-    from cifarb.data.readers import load_cifar
-    from cifarb.models import build_model
-
     out = tmp_path / "run"
     result = run(_cfg(root, out))
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert set(ckpt) >= {"model", "train_model", "ema"} and ckpt["ema"]["updates"] == 3  # 4 steps, EMA from step 1
     assert any(not torch.equal(ckpt["model"][k], ckpt["train_model"][k]) for k in ckpt["model"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["hparams"]["tta"] == "flip" and manifest["hparams"]["ema_decay"] == 0.6
     # the logged test accuracy and the final eval are those of the saved ("model") weights with flip TTA
-    net = build_model("fastnet", num_classes=10)
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    test = load_cifar("cifar10", "test", root=root, trust_local=True)
-    mean, std = manifest["normalization"]["mean"], manifest["normalization"]["std"]
-    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    net, x, test = _saved_model_and_test(ckpt, manifest, root)
     with torch.no_grad():
         pred = (net(x) + net(x.flip(3))).argmax(1).numpy()
     expected = float((pred == test.labels).mean())
@@ -162,8 +171,8 @@ def test_ema_run_resumes_bit_for_bit(root, tmp_path, monkeypatch):
         with pytest.raises(_Stop):
             run(_cfg(root, cut, eval=False))
     run(TrainConfig(out=str(cut), resume=True, progress=False))
-    a = torch.load(ref / "checkpoints" / "last.pt", weights_only=False)
-    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)
+    a = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
     assert a["ema"] == b["ema"]
     for key in ("model", "train_model"):
         for name in a[key]:
@@ -172,24 +181,15 @@ def test_ema_run_resumes_bit_for_bit(root, tmp_path, monkeypatch):
 
 
 def test_tta_for_the_final_eval_only_leaves_the_epoch_test_pass_plain(root, tmp_path):
-    from cifarb.data.readers import load_cifar
-    from cifarb.models import build_model
-
     out = tmp_path / "run"
     cfg = TrainConfig(dataset="cifar10", arch="fastnet", aug="standard", epochs=1, batch_size=16, root=str(root),
                       trust_local=True, out=str(out), progress=False, eval_bootstrap=0,
                       hparams={"tta": "flip+translate", "tta_each_epoch": False})
     result = run(cfg)
-    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["hparams"]["tta"] == "flip+translate" and manifest["hparams"]["tta_each_epoch"] is False
-    net = build_model("fastnet", num_classes=10)
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    test = load_cifar("cifar10", "test", root=root, trust_local=True)
-    mean, std = manifest["normalization"]["mean"], manifest["normalization"]["std"]
-    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    net, x, test = _saved_model_and_test(ckpt, manifest, root)
     labels = torch.from_numpy(test.labels)
     with torch.no_grad():
         logits, tta_logits = net(x), with_tta(net, "flip+translate")(x)
