@@ -82,6 +82,21 @@ def test_amp_runs_bf16_autocast_on_cpu_and_trains(root, tmp_path):
     assert manifest_runtime["amp"] is True and manifest_runtime["amp_dtype"] == "bfloat16"
 
 
+def test_amp_loss_is_computed_in_fp32(root, tmp_path):
+    """bf16 logits, fp32 loss: the label-smoothed cross-entropy of the same logits cast to fp32 by hand
+    (a loss taken in bf16 outside autocast differs from it in the third digit)."""
+    trainer = make_trainer(root, tmp_path / "run", amp=True)
+    seen = {}
+    trainer.forward_model.register_forward_hook(lambda m, i, o: seen.update(logits=o.detach().clone()))
+    images, labels = next(trainer.batches.epoch(0))
+    loss, _ = trainer.train_step(images, labels, epoch=0, step=0)
+    logits = seen["logits"]
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    smoothing = trainer.p.recipe.label_smoothing
+    by_hand = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-6)
+
+
 def test_compile_on_cpu_trains_and_keeps_plain_weights(root, tmp_path):
     trainer = make_trainer(root, tmp_path / "run", compile=True)
     assert isinstance(trainer.forward_model, torch._dynamo.eval_frame.OptimizedModule)

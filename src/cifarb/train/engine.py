@@ -366,7 +366,9 @@ class Trainer:
         )
         with self._autocast():
             logits = self.forward_model(x)
-        loss = self.pipeline.loss(logits, targets)
+        # outside autocast a bf16/fp16 loss is computed at that precision: the loss (log-softmax over the
+        # classes, label smoothing, mixed targets) is done in fp32; a no-op without AMP
+        loss = self.pipeline.loss(logits.float(), targets)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
