@@ -22,6 +22,9 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("CIFARB_DATA", raising=False)
     monkeypatch.delenv("CIFARB_MODELS", raising=False)
     monkeypatch.delenv("CIFARB_OFFLINE", raising=False)
+    # commands without --threads use one thread, as the suite always has: the default watches the
+    # machine's load (cifarb._threads), and a count that follows the suite's own load would change bits
+    monkeypatch.setenv("CIFARB_THREADS", os.environ.get("CIFARB_THREADS", "1"))
 
 
 @pytest.fixture

@@ -23,16 +23,63 @@ def _restore_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(_threads.ENV, raising=False)
 
 
-def test_default_is_one_thread_on_small_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_is_one_thread_per_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    # by hand: floor(cores - busy + 0.75), clamped to [1, cores]; None (nothing readable): every core
+    for cores, busy, expected in [(2, 0.0, 2), (2, 0.7, 2), (2, 0.8, 1), (2, 1.0, 1), (2, 11.7, 1),
+                                  (16, 0.2, 16), (16, 3.3, 13), (16, 40.0, 1), (4, None, 4), (1, 0.0, 1)]:
+        assert _threads.threads_for(cores, busy) == expected, (cores, busy)
     monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 0.3)
+    assert _threads.default_threads() == 2
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 1.2)  # another job holds a core: one thread
     assert _threads.default_threads() == 1
     monkeypatch.setattr(_threads, "available_cores", lambda: 16)
-    assert _threads.default_threads() == 16 and _threads.study_share(4) == 4 and _threads.study_share(32) == 1
+    assert _threads.study_share(4) == 4 and _threads.study_share(32) == 1
     monkeypatch.setenv(_threads.ENV, "3")
     assert _threads.default_threads() == 3
     monkeypatch.setenv(_threads.ENV, "many")
     with pytest.raises(Exception, match="CIFARB_THREADS='many' is not a positive integer"):
         _threads.default_threads()
+
+
+def test_busy_cores_reads_proc_stat_and_takes_the_lower_estimate(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    # fields: user nice system idle iowait irq softirq steal guest guest_nice; guest is inside user
+    stat.write_text("cpu  30 0 10 150 10 0 0 0 5 0\ncpu0 10 0 5 80 5 0 0 0 5 0\ncpu1 20 0 5 70 5 0 0 0 0 0\n"
+                    "intr 12345 0 0\nctxt 999\n")
+    monkeypatch.setattr(_threads, "PROC_STAT", stat)
+    assert _threads._cpu_jiffies({0}) == (15, 100)  # busy = 100 - idle 80 - iowait 5
+    assert _threads._cpu_jiffies({0, 1}) == (15 + 25, 200)
+    assert _threads._cpu_jiffies({7}) is None
+    monkeypatch.setattr(_threads, "PROC_STAT", tmp_path / "absent")
+    assert _threads._cpu_jiffies({0}) is None
+
+    samples = iter([(1000, 4000), (1150, 4200)])  # 150 of 200 ticks busy on 2 cores: 1.5 cores
+    monkeypatch.setattr(_threads, "_cpu_jiffies", lambda cpus: next(samples))
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    assert _threads.busy_cores(sample_s=0) == pytest.approx(1.5)
+    samples = iter([(1000, 4000), (1010, 4200)])  # a job that just ended: the load average lags, now is idle
+    assert _threads.busy_cores(sample_s=0) == pytest.approx(0.1)
+    monkeypatch.setattr(_threads, "_cpu_jiffies", lambda cpus: None)  # no /proc/stat: the load average
+    assert _threads.busy_cores(sample_s=0) == pytest.approx(1.9)
+
+
+def test_busy_cores_on_this_machine() -> None:
+    busy = _threads.busy_cores(sample_s=0.05)
+    assert busy is None or 0.0 <= busy
+    assert 1 <= _threads.threads_for(_threads.available_cores(), busy) <= _threads.available_cores()
+
+
+def test_the_default_records_what_it_saw(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 0.123)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    assert _threads.apply_threads(None) == 2
+    assert _threads.threads_info() == {"threads": 2, "source": "default", "cores": 2, "busy_cores": 0.12}
+    monkeypatch.setenv(_threads.ENV, "1")
+    assert _threads.apply_threads(None) == 1
+    assert _threads.threads_info() == {"threads": 1, "source": _threads.ENV, "cores": 2}
 
 
 def test_every_heavy_command_takes_threads() -> None:

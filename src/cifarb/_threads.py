@@ -2,20 +2,28 @@
 
 Over-subscribed cores are the slowest way to train on a small shared machine: torch's default (one
 thread per core) plus other jobs on 2 cores made `flow train` crawl, while one thread ran it at full
-speed. The default below was measured with `bench/bench_threads.py` (figures in docs/bench/threads.md:
-under load, 1 thread trained fastnet 1.48x and the small flow 8.6x faster than 2 threads).
+speed; on the same machine idle, 2 threads were 1.87x (fastnet) and 1.67x (flow) faster than 1
+(`bench/bench_threads.py`, docs/bench/threads.md). So the default is one thread per core that other
+work leaves free, measured when the command starts (`busy_cores`), and recorded with the count.
 Applying sets torch's intra-op threads (when torch is in use), OpenCV's and the BLAS/OpenMP pools
 (threadpoolctl, when installed), and OMP_NUM_THREADS for child processes.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 ENV = "CIFARB_THREADS"
-# On machines with this many cores or fewer, one thread per process is the measured best default.
-SMALL_MACHINE_CORES = 2
+# how long the default watches /proc/stat to see how busy the cores are now
+SAMPLE_S = 0.25
+# a core counts as free when other work uses less than this share of it (on 2 cores: 2 threads only
+# while the others need under 0.75 of a core; with a whole core busy, a second thread only contends)
+FREE_SHARE = 0.25
+PROC_STAT = Path("/proc/stat")
 
 _applied: dict[str, Any] = {}
 
@@ -27,23 +35,76 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_jiffies(cpus: set[int]) -> tuple[int, int] | None:
+    """(busy, total) clock ticks summed over `cpus` since boot, from /proc/stat; None where it is absent."""
+    try:
+        lines = PROC_STAT.read_text().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+            total += sum(ticks)
+            busy += sum(ticks) - ticks[3] - ticks[4]
+    return (busy, total) if total else None
+
+
+def busy_cores(sample_s: float = SAMPLE_S) -> float | None:
+    """How many of this process's cores other work keeps busy: the lower of the 1-minute load average
+    (smooth, but slow to forget a job that just ended) and a `sample_s` look at /proc/stat (now, but a
+    snapshot). None where neither can be read (not Linux)."""
+    estimates = []
+    try:
+        estimates.append(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        pass
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = set(range(available_cores()))
+    first = _cpu_jiffies(cpus)
+    if first is not None:
+        time.sleep(sample_s)
+        second = _cpu_jiffies(cpus)
+        if second is not None and second[1] > first[1]:
+            estimates.append(len(cpus) * (second[0] - first[0]) / (second[1] - first[1]))
+    return min(estimates) if estimates else None
+
+
+def threads_for(cores: int, busy: float | None) -> int:
+    """One thread per core that `busy` cores of other work leave free (at least 1, at most `cores`)."""
+    if busy is None:
+        return cores
+    return max(1, min(cores, math.floor(cores - busy + 1 - FREE_SHARE)))
+
+
 def default_threads() -> int:
-    """$CIFARB_THREADS, else 1 on machines with <= 2 cores (measured), else one thread per core."""
+    """$CIFARB_THREADS, else one thread per core not kept busy by other work when this runs."""
+    return _default()[0]
+
+
+def _default() -> tuple[int, dict[str, Any]]:
+    """(thread count, what chose it) when no --threads was given."""
     env = os.environ.get(ENV, "").strip()
     if env:
         if env.isdigit() and int(env) > 0:
-            return int(env)
+            return int(env), {"source": ENV}
         from cifarb.errors import UsageError
 
         raise UsageError(f"{ENV}={env!r} is not a positive integer; unset it or give a thread count")
-    cores = available_cores()
-    return 1 if cores <= SMALL_MACHINE_CORES else cores
+    busy = busy_cores()
+    seen = {} if busy is None else {"busy_cores": round(busy, 2)}
+    return threads_for(available_cores(), busy), {"source": "default", **seen}
 
 
 def apply_threads(requested: int | None, torch_too: bool = True) -> int:
     """Use `requested` threads (None: the default) from now on in this process and its children."""
-    n = int(requested) if requested is not None else default_threads()
-    source = "--threads" if requested is not None else (ENV if os.environ.get(ENV, "").strip() else "default")
+    if requested is not None:
+        n, why = int(requested), {"source": "--threads"}
+    else:
+        n, why = _default()  # what the default saw is recorded: a rerun on a busier machine may choose otherwise
     os.environ["OMP_NUM_THREADS"] = str(n)  # child processes (study cells, DataLoader workers' BLAS)
     if torch_too:
         import torch
@@ -62,7 +123,8 @@ def apply_threads(requested: int | None, torch_too: bool = True) -> int:
     except ImportError:
         pass
     _applied.clear()
-    _applied.update({"threads": n, "source": source, "cores": available_cores()})
+    _applied.update({"threads": n, "source": why["source"], "cores": available_cores(),
+                     **{k: v for k, v in why.items() if k != "source"}})
     return n
 
 

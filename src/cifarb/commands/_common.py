@@ -94,13 +94,14 @@ def add_metric_args(parser: argparse.ArgumentParser) -> None:
 
 def add_threads_arg(parser: argparse.ArgumentParser, what: str = "this command") -> None:
     """`--threads N`, the thread count `cifarb._threads.apply_threads` then applies."""
-    from cifarb._threads import ENV, SMALL_MACHINE_CORES
+    from cifarb._threads import ENV
 
     parser.add_argument(
         "--threads", type=positive_int, default=None, metavar="N",
-        help=f"CPU threads for {what} (default: ${ENV}, else 1 on a machine with <= {SMALL_MACHINE_CORES} "
-        "cores, where more threads fight other jobs for the cores, else one per core); recorded in the "
-        "manifest, and may change on --resume",
+        help=f"CPU threads for {what} (default: ${ENV}, else one per core that other work leaves free when "
+        "the command starts, at least 1: threads that fight other jobs for the cores only slow both); "
+        "recorded in the manifest with what the default saw, and may change on --resume. Give N for "
+        "bit-for-bit reruns: the thread count changes the last bits of the arithmetic",
     )
 
 
