@@ -241,6 +241,22 @@ def test_compare_is_the_compare_command_as_a_function():
     got = cifarb.compare(a, b, dataset="cifar10-b", bootstrap=200)
     assert got.to_dict() == compare_runs(a, b, "cifar10-b", bootstrap=200).to_dict()
     assert got.n_images == 400 and "macro_std" in got.metrics
+    assert got.p_subgroup_effect is not None and got.p_subgroup_effect["permutations"] == 999
+
+
+def test_compare_takes_seed_lists_and_the_compare_options():
+    from pathlib import Path
+
+    from cifarb.report.compare import compare
+
+    fixtures = Path(__file__).resolve().parent / "fixtures_runs"
+    a = [fixtures / f"cifar10-fastnet-standard-s{s}" for s in (1, 0)]
+    b = [fixtures / f"cifar10-fastnet-mixup-s{s}" for s in (0, 1)]
+    got = cifarb.compare(a, b, dataset="cifar10-b", bootstrap=100, permutations=0, min_cell_size=3)
+    assert got.to_dict() == compare(a, b, "cifar10-b", bootstrap=100, permutations=0, min_cell_size=3).to_dict()
+    assert got.p_subgroup_effect is None and got.multi and got.seeds == ["seed 0", "seed 1"]
+    with pytest.raises(cifarb.CifarbError, match="permutations"):
+        cifarb.compare(a[0], b[0], dataset="cifar10-b", permutations=-1)
 
 
 def test_evaluate_cifar100_super_reads_20_way_models_as_coarse():

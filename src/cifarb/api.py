@@ -194,16 +194,28 @@ def evaluate(
     return Evaluation(result, metrics, frame)
 
 
-def compare(a: str | Path, b: str | Path, dataset: str | None = None, *, corruption: str | None = None,
-            severity: int | None = None, bootstrap: int = 1000, seed: int = 0) -> Comparison:
-    """Paired comparison of two run directories on the same images: `cifarb compare` as a function.
+def compare(a: str | Path | Sequence[str | Path], b: str | Path | Sequence[str | Path], dataset: str | None = None,
+            *, corruption: str | None = None, severity: int | None = None, bootstrap: int = 1000, seed: int = 0,
+            min_cell_size: int | None = None, min_cell_size_worst: int | None = None,
+            permutations: int = 999) -> Comparison:
+    """Paired comparison of A and B on the same images: `cifarb compare` as a function.
 
-    Returns a `Comparison` with the paired-bootstrap CI of every metric's difference (A - B).
+    `a` and `b` are each a run directory or a predictions file, or a list of them (one per seed:
+    runs are paired by the seed in their manifests, predictions files by position, and the CIs come
+    from a two-level bootstrap over images and seeds). Returns a `Comparison` with the paired CI of
+    every metric's difference (A - B) and the verdict; `permutations` within-class permutations give
+    each run's `p_subgroup_effect` (0: off), as `cifarb compare --permutations`.
 
     Example::
 
         >>> c = cifarb.compare("runs/a", "runs/b", dataset="cifar10-b")   # doctest: +SKIP
+        >>> c = cifarb.compare(["runs/a-s0", "runs/a-s1"], ["runs/b-s0", "runs/b-s1"])   # doctest: +SKIP
     """
-    from cifarb.report.compare import compare_runs
+    from cifarb.report.compare import compare as compare_sides
 
-    return compare_runs(a, b, dataset, corruption=corruption, severity=severity, bootstrap=bootstrap, seed=seed)
+    def side(x: str | Path | Sequence[str | Path]) -> list[str | Path]:
+        return [x] if isinstance(x, (str, Path)) else list(x)
+
+    return compare_sides(side(a), side(b), dataset, corruption=corruption, severity=severity, bootstrap=bootstrap,
+                         seed=seed, min_cell_size=min_cell_size, min_cell_size_worst=min_cell_size_worst,
+                         permutations=permutations)
