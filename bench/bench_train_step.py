@@ -2,7 +2,7 @@
 
     python bench/bench_train_step.py [--arch fastnet] [--batch-size 256] [--steps 8] [--reps 5]
                                      [--augs standard,none,cutout,...] [--device auto]
-                                     [--workers N]
+                                     [--workers N] [--amp]
 
 "ours" is `Trainer.train_epoch` exactly as `cifarb train` runs it: keyed shuffling, gathering uint8
 images, the augmentation pipeline (batched crop/flip on the tensor; per-sample policies in a DataLoader
@@ -56,7 +56,7 @@ def make_trainer(args: argparse.Namespace, aug: str, data: tuple, out: Path) -> 
     cfg = TrainConfig(
         dataset="cifar10", arch=args.arch, aug=aug, epochs=1000, batch_size=args.batch_size,
         limit_train=args.batch_size * args.steps, out=str(out / aug.replace("+", "_")), eval=False,
-        progress=False, device=args.device, compile=False, workers=args.workers,
+        progress=False, device=args.device, compile=False, workers=args.workers, amp=args.amp,
     )
     return Trainer(plan(cfg, data=data))
 
@@ -81,12 +81,13 @@ class Bare:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=r.lr * 0.1, momentum=r.momentum,
                                    nesterov=r.nesterov, weight_decay=r.weight_decay)
         self.smoothing = r.label_smoothing
-        mean = torch.tensor(p.mean, device=self.dev).view(1, 3, 1, 1)
-        std = torch.tensor(p.std, device=self.dev).view(1, 3, 1, 1)
-        images = p.train_images.to(self.dev)
+        self.autocast = trainer.path.autocast  # the same bf16 autocast as ours under --amp
+        mean = torch.tensor(trainer.mean, device=self.dev).view(1, 3, 1, 1)
+        std = torch.tensor(trainer.std, device=self.dev).view(1, 3, 1, 1)
+        images = p.data.train_images.to(self.dev)
         self.batches = [
             (((images[i : i + r.batch_size].float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last),
-             p.train_labels[i : i + r.batch_size].to(self.dev))
+             p.data.train_labels[i : i + r.batch_size].to(self.dev))
             for i in range(0, trainer.steps_per_epoch * r.batch_size, r.batch_size)
         ]
 
@@ -95,7 +96,9 @@ class Bare:
         sync(self.dev)
         t0 = time.perf_counter()
         for x, y in self.batches:
-            loss = F.cross_entropy(self.model(x), y, label_smoothing=self.smoothing)
+            with self.autocast():
+                logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.smoothing)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -113,6 +116,7 @@ def main() -> None:
     parser.add_argument("--aug-reps", type=int, default=2, help="repetitions for the other augmentations")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast in both loops (`cifarb train --amp`)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for per-sample policies (default: cifarb's choice)")
     args = parser.parse_args()
@@ -124,6 +128,7 @@ def main() -> None:
         main_trainer = make_trainer(args, augs[0], data, Path(tmp))
         dev = main_trainer.device
         print(f"{args.arch}, batch {args.batch_size}, {args.steps} steps ({n} images) per pass, device {dev}, "
+              f"amp {main_trainer.path.amp}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; images: {what}")
         bare = Bare(main_trainer)
         bare.run()  # warm-up (allocator, kernels)

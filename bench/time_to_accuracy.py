@@ -49,7 +49,8 @@ def ours(epochs: int, root: Path, tmp: Path, aug: str, arch: str, hparams: dict 
     return run(cfg).history
 
 
-def seeded_run(seed: int, epochs: int, root: Path, tmp: Path, aug: str, arch: str, hparams: dict) -> dict:
+def seeded_run(seed: int, epochs: int, root: Path, tmp: Path, aug: str, arch: str, hparams: dict,
+               amp: bool | None = None) -> dict:
     """One full run with its final evaluation; the seconds include that evaluation (TTA and all)."""
     from cifarb.train import engine
 
@@ -65,7 +66,7 @@ def seeded_run(seed: int, epochs: int, root: Path, tmp: Path, aug: str, arch: st
 
     out = tmp / f"{arch}-{aug}-{epochs}-s{seed}"
     cfg = TrainConfig(dataset="cifar10", arch=arch, aug=aug, epochs=epochs, seed=seed, root=str(root),
-                      trust_local=True, out=str(out), progress=False, hparams=dict(hparams))
+                      trust_local=True, out=str(out), progress=False, hparams=dict(hparams), amp=amp)
     engine.final_eval = final_eval
     try:
         result = run(cfg)
@@ -175,6 +176,8 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true", help="also train the plain-loop reference")
     parser.add_argument("--seeds", help="comma-separated seeds: one full run (with final eval) each, at the "
                         "single --epochs value; prints the per-seed table")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="as `cifarb train --amp`: bf16 autocast (on CPU only when asked)")
     parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override, as `cifarb train --hparam` (e.g. tta=flip, ema_decay=0.95)")
     args = parser.parse_args()
@@ -232,7 +235,7 @@ def seeds_table(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(v) for v in args.seeds.split(",")):
-            r = seeded_run(seed, epochs, args.root, Path(tmp), args.aug, args.arch, hparams)
+            r = seeded_run(seed, epochs, args.root, Path(tmp), args.aug, args.arch, hparams, amp=args.amp)
             rows.append(r)
             print(f"seed {seed}: {100 * r['accuracy']:.2f} % in {r['seconds']:.0f} s (epochs {r['train_s']:.0f} s + "
                   f"final eval {r['eval_s']:.1f} s); same weights: "
