@@ -248,7 +248,9 @@ def seeds_table(args: argparse.Namespace) -> None:
     n_test = rows[0]["manifest"]["data"]["test"]["n_images"]
     per_epoch, final = image_passes(recipe, steps, n_test)
     print(f"\n{args.arch} + {args.aug}, {epochs} epochs, recipe overrides: {overrides}")
-    print("recipe: " + ", ".join(f"{k}={recipe[k]}" for k in LEVERS))
+    runtime = rows[0]["manifest"]["runtime"]
+    print("recipe: " + ", ".join(f"{k}={recipe[k]}" for k in LEVERS)
+          + f"; runtime: amp={runtime['amp']} ({runtime.get('amp_dtype')}), {runtime['torch_threads']} threads")
     print(f"cost in image passes (backward = 2 forwards): {steps} steps x {recipe['batch_size']} + {n_test} test "
           f"images -> {per_epoch} an epoch, {final} for the final evaluation, {epochs * per_epoch + final} in all\n")
     print("| run | accuracy | wall time |\n|---|---|---|")
