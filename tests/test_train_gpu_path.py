@@ -83,8 +83,8 @@ def test_amp_runs_bf16_autocast_on_cpu_and_trains(root, tmp_path):
 
 
 def test_amp_loss_is_computed_in_fp32(root, tmp_path):
-    """bf16 logits, fp32 loss: the label-smoothed cross-entropy of the same logits cast to fp32 by hand
-    (a loss taken in bf16 outside autocast differs from it in the third digit)."""
+    """bf16 logits, fp32 loss (the pipeline casts the logits before the loss, which runs outside autocast):
+    the label-smoothed cross-entropy of the same logits cast to fp32 by hand."""
     trainer = make_trainer(root, tmp_path / "run", amp=True)
     seen = {}
     trainer.forward_model.register_forward_hook(lambda m, i, o: seen.update(logits=o.detach().clone()))

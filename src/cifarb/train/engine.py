@@ -366,9 +366,7 @@ class Trainer:
         )
         with self._autocast():
             logits = self.forward_model(x)
-        # outside autocast a bf16/fp16 loss is computed at that precision: the loss (log-softmax over the
-        # classes, label smoothing, mixed targets) is done in fp32; a no-op without AMP
-        loss = self.pipeline.loss(logits.float(), targets)
+        loss = self.pipeline.loss(logits, targets)  # in fp32: the pipeline casts the logits (AMP gives bf16)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
