@@ -86,23 +86,24 @@ def default_threads() -> int:
 
 
 def _default() -> tuple[int, dict[str, Any]]:
-    """(thread count, what chose it) when no --threads was given."""
+    """(thread count, its record for the manifest less the count) when no --threads was given."""
+    cores = available_cores()
     env = os.environ.get(ENV, "").strip()
     if env:
         if env.isdigit() and int(env) > 0:
-            return int(env), {"source": ENV}
+            return int(env), {"source": ENV, "cores": cores}
         from cifarb.errors import UsageError
 
         raise UsageError(f"{ENV}={env!r} is not a positive integer; unset it or give a thread count")
     busy = busy_cores()
     seen = {} if busy is None else {"busy_cores": round(busy, 2)}
-    return threads_for(available_cores(), busy), {"source": "default", **seen}
+    return threads_for(cores, busy), {"source": "default", "cores": cores, **seen}
 
 
 def apply_threads(requested: int | None, torch_too: bool = True) -> int:
     """Use `requested` threads (None: the default) from now on in this process and its children."""
     if requested is not None:
-        n, why = int(requested), {"source": "--threads"}
+        n, why = int(requested), {"source": "--threads", "cores": available_cores()}
     else:
         n, why = _default()  # what the default saw is recorded: a rerun on a busier machine may choose otherwise
     os.environ["OMP_NUM_THREADS"] = str(n)  # child processes (study cells, DataLoader workers' BLAS)
@@ -123,8 +124,7 @@ def apply_threads(requested: int | None, torch_too: bool = True) -> int:
     except ImportError:
         pass
     _applied.clear()
-    _applied.update({"threads": n, "source": why["source"], "cores": available_cores(),
-                     **{k: v for k, v in why.items() if k != "source"}})
+    _applied.update({"threads": n, **why})
     return n
 
 
